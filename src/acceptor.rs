@@ -1,0 +1,148 @@
+//! The acceptor: one poll() loop over the wake pipe (index 0), the
+//! listening socket(s) and the control socket. It hands each client to a
+//! pair thread and each control connection to a short-lived handler, and
+//! acts on signals the handlers recorded. It never reads or writes a
+//! client's bytes, so nothing a client or a control client does can stall it.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::log;
+use crate::runtime::{AcceptorRequest, Shared};
+use crate::sys::pipe;
+use crate::sys::poll::{self, PollFd};
+use crate::sys::signal::{self, Signal};
+use crate::sys::socket::{self, PeerAddr};
+
+/// What the loop calls out to.
+pub trait Handlers {
+    /// A client was accepted: hand it to a pair thread.
+    fn client(&mut self, fd: OwnedFd, peer: PeerAddr);
+    /// A control connection was accepted.
+    fn control(&mut self, fd: OwnedFd, peer: PeerAddr);
+    fn hangup(&mut self);
+    fn statistics(&mut self);
+}
+
+/// Why the loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Stop {
+    Signal,
+    ExitCommand,
+}
+
+fn transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// Concurrent control connections allowed; more are closed at once.
+pub const MAX_CONTROL_CLIENTS: usize = 16;
+
+/// Control handlers currently running.
+pub static CONTROL_ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs until SIGTERM/SIGINT or the `exit` command.
+pub fn run(
+    shared: &Arc<Shared>,
+    mut listeners: Vec<OwnedFd>,
+    control: Option<OwnedFd>,
+    handlers: &mut dyn Handlers,
+) -> Stop {
+    let multi_accept = shared.lock().settings.multi_accept.max(1);
+    // After EMFILE and friends, stop accepting briefly instead of spinning.
+    let mut backoff_until: Option<Instant> = None;
+    loop {
+        let may = shared.may_accept() && backoff_until.is_none_or(|t| Instant::now() >= t);
+        if may {
+            backoff_until = None;
+        }
+        shared.gated.store(!may, Ordering::Release);
+        // Re-check after publishing `gated`, so a pair that finished in
+        // between either sees the flag or is counted here.
+        let may = may || (shared.may_accept() && backoff_until.is_none());
+        let mut fds = Vec::with_capacity(2 + listeners.len());
+        fds.push(PollFd::new(shared.wake_fd().as_raw_fd(), poll::IN));
+        for l in &listeners {
+            fds.push(PollFd::new(l.as_raw_fd(), if may { poll::IN } else { 0 }));
+        }
+        if let Some(c) = &control {
+            fds.push(PollFd::new(c.as_raw_fd(), poll::IN));
+        }
+        let timeout = backoff_until.map(|t| t.saturating_duration_since(Instant::now()));
+        if let Err(e) = poll::poll(&mut fds, timeout) {
+            log::message(&format!("poll: {e}"));
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        if fds[0].revents() != 0 {
+            pipe::drain(shared.wake_fd());
+        }
+        let sigs = signal::take_pending();
+        if sigs.contains(Signal::Term) || sigs.contains(Signal::Int) {
+            return Stop::Signal;
+        }
+        if sigs.contains(Signal::Hup) {
+            handlers.hangup();
+        }
+        if sigs.contains(Signal::Usr1) {
+            handlers.statistics();
+        }
+        let mut exit = false;
+        let mut replaced = false;
+        for r in shared.take_requests() {
+            match r {
+                AcceptorRequest::Exit => exit = true,
+                AcceptorRequest::Listen(new) => {
+                    listeners = new;
+                    replaced = true;
+                }
+            }
+        }
+        if exit {
+            return Stop::ExitCommand;
+        }
+        if replaced {
+            continue;
+        }
+        for (i, l) in listeners.iter().enumerate() {
+            if fds[1 + i].revents() == 0 {
+                continue;
+            }
+            for _ in 0..multi_accept {
+                if !shared.may_accept() {
+                    break;
+                }
+                match socket::accept(l.as_raw_fd()) {
+                    Ok((fd, peer)) => {
+                        shared.active_pairs.fetch_add(1, Ordering::AcqRel);
+                        handlers.client(fd, peer);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if transient(&e) => {
+                        log::message(&format!("accept: {e}; pausing 100 ms"));
+                        backoff_until = Some(Instant::now() + Duration::from_millis(100));
+                        break;
+                    }
+                    // ECONNABORTED, EPROTO, EINTR...: that client is gone.
+                    Err(_) => continue,
+                }
+            }
+        }
+        if let Some(c) = &control {
+            if fds[1 + listeners.len()].revents() != 0 {
+                match socket::accept(c.as_raw_fd()) {
+                    Ok((fd, peer)) => handlers.control(fd, peer),
+                    Err(e) if transient(&e) => {
+                        backoff_until = Some(Instant::now() + Duration::from_millis(100));
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! pen: a TCP and UDP load balancer, a drop-in replacement for pen 0.34.1.
+//!
+//! The behaviour reference is the specification in `../shared/spec/`; module
+//! comments cite it as `spec <file> §<section>`.
+
+pub mod acceptor;
+pub mod acl;
+pub mod addr;
+pub mod balancer;
+pub mod cli;
+pub mod clients;
+pub mod companions;
+pub mod config;
+pub mod connections;
+pub mod control;
+pub mod daemon;
+pub mod filters;
+pub mod http;
+pub mod listeners;
+pub mod log;
+pub mod pair;
+pub mod relay;
+pub mod runtime;
+pub mod select;
+pub mod server;
+pub mod servers;
+pub mod stats;
+pub mod sys;
+#[cfg(feature = "tls")]
+pub mod tls;
+#[cfg(feature = "tls")]
+pub mod tls_runtime;
+pub mod udp;
+pub mod workers;

@@ -1,0 +1,173 @@
+//! What the threads share: the balancer state behind its `Mutex`, the
+//! worker pool, the acceptor's wake pipe and the counters the acceptor
+//! gates accepting on (`-x`, `pending_max`).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::balancer::Balancer;
+use crate::sys::pipe;
+use crate::workers::WorkerPool;
+
+/// Facts about the process that commands report (`listen`, `control`,
+/// `pid`, the `write` header) and that change rarely.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessInfo {
+    /// The listen specification as given (`listen` reply).
+    pub listen: Option<String>,
+    /// A `listen` command at start-up named the listener (spec cli.md §6
+    /// step 7: LISTEN is then swallowed).
+    pub listen_from_command: bool,
+    /// `-C` as given.
+    pub control: Option<String>,
+    /// `-F`, the default target of `write`.
+    pub config_file: Option<PathBuf>,
+    pub foreground: bool,
+    pub udp: bool,
+    pub exit_enabled: bool,
+    pub pid_file: Option<String>,
+    pub user: Option<String>,
+    pub chroot: Option<String>,
+    pub emergency: Option<String>,
+    pub abuse: Option<String>,
+    /// Request log target as given (`log` reply).
+    pub log_target: Option<String>,
+    /// HTML status file (`-w`, `web_stats`).
+    pub web_stats: Option<PathBuf>,
+}
+
+/// Requests from other threads to the acceptor.
+#[derive(Debug)]
+pub enum AcceptorRequest {
+    /// Replace the listening socket(s) (`listen ADDR` at run time).
+    Listen(Vec<OwnedFd>),
+    /// `exit` (with `-X`).
+    Exit,
+}
+
+/// State shared by the acceptor, the pair threads and control handlers.
+pub struct Shared {
+    balancer: Mutex<Balancer>,
+    pub info: Mutex<ProcessInfo>,
+    pub pool: Arc<WorkerPool>,
+    /// Pairs accepted and not yet finished (gated by `conn_max`).
+    pub active_pairs: AtomicUsize,
+    /// Upstream connects in progress (gated by `pending_max`).
+    pub pending_connects: AtomicUsize,
+    /// Mirrors of the limits, readable without the lock.
+    pub conn_max: AtomicUsize,
+    pub pending_max: AtomicUsize,
+    /// Set while the acceptor is not accepting because of a limit, so
+    /// finishing pairs know to wake it.
+    pub gated: AtomicBool,
+    requests: Mutex<Vec<AcceptorRequest>>,
+    wake_write: OwnedFd,
+    wake_read: OwnedFd,
+    /// TLS settings and the acceptor in use (`-E`, `ssl_*`).
+    #[cfg(feature = "tls")]
+    pub tls_state: crate::tls_runtime::TlsState,
+}
+
+impl Shared {
+    pub fn new(
+        balancer: Balancer,
+        info: ProcessInfo,
+        pool: Arc<WorkerPool>,
+    ) -> std::io::Result<Arc<Shared>> {
+        let (wake_read, wake_write) = pipe::pipe()?;
+        let conn_max = balancer.conns.capacity();
+        let pending_max = balancer.settings.pending_max;
+        Ok(Arc::new(Shared {
+            balancer: Mutex::new(balancer),
+            info: Mutex::new(info),
+            pool,
+            active_pairs: AtomicUsize::new(0),
+            pending_connects: AtomicUsize::new(0),
+            conn_max: AtomicUsize::new(conn_max),
+            pending_max: AtomicUsize::new(pending_max),
+            gated: AtomicBool::new(false),
+            requests: Mutex::new(Vec::new()),
+            wake_write,
+            wake_read,
+            #[cfg(feature = "tls")]
+            tls_state: crate::tls_runtime::TlsState::default(),
+        }))
+    }
+
+    /// The balancer state. Never hold the guard across a connect, a read or
+    /// a write. A thread that panicked while holding it leaves consistent
+    /// plain data, so poisoning is ignored.
+    pub fn lock(&self) -> MutexGuard<'_, Balancer> {
+        self.balancer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn info(&self) -> MutexGuard<'_, ProcessInfo> {
+        self.info.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refreshes the lock-free mirrors after a command changed the limits.
+    pub fn sync_limits(&self, b: &Balancer) {
+        self.conn_max.store(b.conns.capacity(), Ordering::Relaxed);
+        self.pending_max
+            .store(b.settings.pending_max.max(1), Ordering::Relaxed);
+        self.wake_acceptor();
+    }
+
+    pub fn wake_acceptor(&self) {
+        pipe::wake(self.wake_write.as_raw_fd());
+    }
+
+    pub fn wake_fd(&self) -> &OwnedFd {
+        &self.wake_read
+    }
+
+    pub fn wake_write_fd(&self) -> &OwnedFd {
+        &self.wake_write
+    }
+
+    pub fn request(&self, r: AcceptorRequest) {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(r);
+        self.wake_acceptor();
+    }
+
+    pub fn take_requests(&self) -> Vec<AcceptorRequest> {
+        std::mem::take(&mut *self.requests.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// A pair finished: release its place and wake the acceptor if it was
+    /// holding back because of a limit.
+    pub fn pair_done(&self) {
+        self.active_pairs.fetch_sub(1, Ordering::AcqRel);
+        if self.gated.load(Ordering::Acquire) {
+            self.wake_acceptor();
+        }
+    }
+
+    pub fn connect_done(&self) {
+        self.pending_connects.fetch_sub(1, Ordering::AcqRel);
+        if self.gated.load(Ordering::Acquire) {
+            self.wake_acceptor();
+        }
+    }
+
+    /// Whether clients talk TLS to this pen (`-E`): the scheme the
+    /// `X-Forwarded-Proto` header reports (spec protocols.md §2).
+    pub fn tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls_state.enabled();
+        #[cfg(not(feature = "tls"))]
+        return false;
+    }
+
+    /// Whether the acceptor may take another client now.
+    pub fn may_accept(&self) -> bool {
+        self.active_pairs.load(Ordering::Acquire) < self.conn_max.load(Ordering::Relaxed)
+            && self.pending_connects.load(Ordering::Acquire)
+                < self.pending_max.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,508 @@
+//! The `pen` process: start-up in pen's order (spec cli.md §6), the control
+//! port handlers, signal actions, and shutdown.
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::acceptor::{self, Handlers, CONTROL_ACTIVE, MAX_CONTROL_CLIENTS};
+use crate::addr::{self, Host, ListenAddr, Proto};
+use crate::balancer::Balancer;
+use crate::cli::{self, CommandLine, Invocation, Step};
+use crate::control::{self, Origin};
+use crate::filters::PairFilter;
+use crate::log;
+use crate::pair::{self, FilterFactory};
+use crate::relay::Filter;
+use crate::runtime::{ProcessInfo, Shared};
+use crate::sys;
+use crate::sys::socket::PeerAddr;
+use crate::workers::WorkerPool;
+
+/// Stack size of pair threads: small, since an idle pair's RSS is mostly
+/// its touched stack pages.
+const PAIR_STACK: usize = 128 * 1024;
+/// Parked pair threads exit after this long without work.
+const PARKED_THREAD_LIFETIME: Duration = Duration::from_secs(5);
+/// A control client must send its command within this time.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Mirrors the `abort_on_error` setting for the fatal-error path.
+static ABORT_ON_ERROR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A start-up failure: printed as `pen: MESSAGE`, exit status 1.
+#[derive(Debug)]
+pub struct Fatal(pub String);
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn fatal(m: impl Into<String>) -> Fatal {
+    Fatal(m.into())
+}
+
+/// Runs `pen` with `args` (without the program name); the exit status.
+pub fn main(args: &[String]) -> i32 {
+    let cl = match cli::parse(args) {
+        Ok(Invocation::Help) => {
+            print!("{}", cli::USAGE);
+            return 0;
+        }
+        Ok(Invocation::Version) => {
+            println!(
+                "pen {} (Rust reimplementation of pen 0.34.1)",
+                env!("CARGO_PKG_VERSION")
+            );
+            return 0;
+        }
+        Ok(Invocation::Run(cl)) => cl,
+        Err(e) => {
+            eprintln!("pen: {e}");
+            return 1;
+        }
+    };
+    match run(*cl) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("pen: {e}");
+            if log::is_syslog() {
+                log::message(&e.0);
+            }
+            if ABORT_ON_ERROR.load(Ordering::Relaxed) {
+                // `abort_on_error`: dump core instead of exiting 1.
+                std::process::abort();
+            }
+            1
+        }
+    }
+}
+
+fn step_error(step: &str, e: impl std::fmt::Display) -> Fatal {
+    fatal(format!("{step}: {e}"))
+}
+
+/// Applies the command-line steps in order (`-o` replies to stdout).
+fn apply_steps(shared: &Shared, steps: &[Step]) -> Result<(), Fatal> {
+    for step in steps {
+        match step {
+            Step::MoreDebug => {
+                let mut b = shared.lock();
+                b.settings.debug += 1;
+                log::set_level(b.settings.debug);
+            }
+            Step::Quiet(cmd) | Step::Command(cmd) => {
+                let parsed =
+                    control::parse(cmd).map_err(|e| step_error(&format!("-o '{cmd}'"), e))?;
+                if let Some(c) = parsed {
+                    let reply = control::execute(shared, &c, Origin::Startup, 0)
+                        .map_err(|e| step_error(&format!("-o '{cmd}'"), e))?;
+                    if matches!(step, Step::Command(_)) {
+                        print!("{reply}");
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn process_info(cl: &CommandLine) -> ProcessInfo {
+    ProcessInfo {
+        control: cl.control.clone(),
+        config_file: cl.config_file.as_ref().map(PathBuf::from),
+        foreground: cl.foreground,
+        udp: cl.udp,
+        exit_enabled: cl.exit_enabled,
+        pid_file: cl.pid_file.clone(),
+        user: cl.user.clone(),
+        chroot: cl.chroot.clone(),
+        emergency: cl.emergency.clone(),
+        abuse: cl.abuse.clone(),
+        ..ProcessInfo::default()
+    }
+}
+
+/// Builds the server table from the positional backends (overwriting slots
+/// 0..N-1, spec cli.md §6 step 8) and the emergency and abuse servers.
+fn build_servers(
+    shared: &Shared,
+    cl: &CommandLine,
+    backends: &[String],
+    listen_port: u16,
+) -> Result<(), Fatal> {
+    let proto = if cl.udp { Proto::Udp } else { Proto::Tcp };
+    let parse = |s: &str| {
+        addr::parse_backend(s, listen_port, proto).map_err(|e| {
+            if s.contains("::") && !s.starts_with('[') {
+                fatal(format!("{e} (write IPv6 servers in brackets: [{s}])"))
+            } else {
+                fatal(e.to_string())
+            }
+        })
+    };
+    let specs: Vec<_> = backends
+        .iter()
+        .map(|s| parse(s))
+        .collect::<Result<_, _>>()?;
+    let emergency = cl.emergency.as_deref().map(parse).transpose()?;
+    let abuse = cl.abuse.as_deref().map(parse).transpose()?;
+    let mut b = shared.lock();
+    for (i, spec) in specs.iter().enumerate() {
+        b.servers.set_from_spec(i, spec);
+    }
+    b.servers.emergency = emergency.as_ref().map(crate::servers::Backend::from_spec);
+    b.servers.abuse = abuse.as_ref().map(crate::servers::Backend::from_spec);
+    if log::level() >= 1 {
+        for (i, s) in b.servers.backends.iter().enumerate() {
+            log::message(&format!(
+                "{i:2} {}:{}:{}:{}:{}:{}",
+                s.host, s.port, s.max_conns, s.hard_limit, s.weight, s.prio
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn open_control(spec: &str, backlog: i32) -> Result<OwnedFd, Fatal> {
+    let addr =
+        addr::parse_listen(spec, Proto::Tcp).map_err(|e| fatal(format!("-C {spec}: {e}")))?;
+    let fd = crate::listeners::open(&addr, false, backlog)
+        .map_err(|e| fatal(crate::listeners::bind_error(spec, &e)))?;
+    if let ListenAddr::Unix(path) = &addr {
+        // The control port has no authentication: owner-only access.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| fatal(format!("-C {spec}: can't restrict permissions: {e}")))?;
+    }
+    Ok(fd)
+}
+
+fn run(cl: CommandLine) -> Result<(), Fatal> {
+    for n in &cl.notices {
+        eprintln!("{n}");
+    }
+    let pool = WorkerPool::new(PAIR_STACK, PARKED_THREAD_LIFETIME);
+    let shared = Shared::new(Balancer::default(), process_info(&cl), pool)
+        .map_err(|e| fatal(format!("can't create the wake pipe: {e}")))?;
+    apply_steps(&shared, &cl.steps)?;
+    if let Some(path) = &cl.config_file {
+        let replies =
+            crate::config::read_and_apply(&shared, std::path::Path::new(path), Origin::Startup)
+                .map_err(|e| fatal(e.to_string()))?;
+        print!("{replies}");
+    }
+    let _ = std::io::stdout().flush();
+    ABORT_ON_ERROR.store(shared.lock().settings.abort_on_error, Ordering::Relaxed);
+    // A `listen` command named the listener: LISTEN is swallowed (Q19).
+    let (listen_spec, backends) = {
+        let info = shared.info();
+        if info.listen_from_command {
+            (info.listen.clone().unwrap_or_default(), cl.backends.clone())
+        } else {
+            match &cl.listen {
+                Some(l) => (l.clone(), cl.backends.clone()),
+                None => return Err(fatal(cli::CliError::NoListen.to_string())),
+            }
+        }
+    };
+    let proto = if cl.udp { Proto::Udp } else { Proto::Tcp };
+    let listen_addr = addr::parse_listen(&listen_spec, proto)
+        .map_err(|e| fatal(format!("listen address '{listen_spec}': {e}")))?;
+    shared.info().listen = Some(listen_spec.clone());
+    build_servers(&shared, &cl, &backends, listen_addr.port())?;
+    let backlog = shared.lock().settings.listen_queue;
+    let control = match &cl.control {
+        Some(spec) if sys::process::getuid() == 0 && cl.user.is_none() => {
+            let _ = spec;
+            log::message(
+                "Won't open control port running as root; use -u to run as different user",
+            );
+            None
+        }
+        Some(spec) => Some(open_control(spec, backlog)?),
+        None => None,
+    };
+    let listener = crate::listeners::open(&listen_addr, cl.udp, backlog)
+        .map_err(|e| fatal(crate::listeners::bind_error(&listen_spec, &e)))?;
+    // spec cli.md §6 step 9: the TLS context, after the listeners.
+    #[cfg(feature = "tls")]
+    shared
+        .tls_state
+        .start(&cl.tls)
+        .map_err(|e| fatal(e.to_string()))?;
+    // Resolve the user while /etc/passwd is still reachable (before -j).
+    let account = cl
+        .user
+        .as_deref()
+        .map(crate::daemon::lookup_user)
+        .transpose()
+        .map_err(|e| fatal(e.to_string()))?;
+    crate::daemon::raise_fd_limit();
+    crate::daemon::raise_core_limit();
+    // Every socket is open: detach now, so the steps that can still fail
+    // report to the waiting parent and the init script sees the exit status.
+    let mut cl = cl;
+    if !cl.foreground && cl.chroot.is_none() {
+        absolutize_paths(&shared, &mut cl);
+    }
+    let report = if cl.foreground {
+        None
+    } else {
+        sys::syslog::open(c"pen");
+        Some(crate::daemon::detach().map_err(|e| fatal(e.to_string()))?)
+    };
+    let pid_file = match finish_startup(&shared, &cl, account.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(r) = report {
+                r.failed(&format!("pen: {e}"));
+                std::process::exit(1);
+            }
+            return Err(e);
+        }
+    };
+    if let Some(r) = report {
+        r.ready();
+        log::use_syslog(true);
+    }
+    sys::signal::install(shared.wake_write_fd().as_raw_fd())
+        .map_err(|e| fatal(format!("can't install signal handlers: {e}")))?;
+    {
+        let mut b = shared.lock();
+        b.running = true;
+        shared.sync_limits(&b);
+    }
+    let mut handlers = Service {
+        shared: Arc::clone(&shared),
+        filters: Arc::new(make_filter),
+    };
+    // UDP mode: one relay thread serves the UDP listener (see crate::udp);
+    // the acceptor keeps only the control socket and the signals.
+    let listeners = if cl.udp {
+        crate::udp::spawn(Arc::clone(&shared), listener, Arc::clone(&handlers.filters))
+            .map_err(|e| fatal(e.to_string()))?;
+        Vec::new()
+    } else {
+        vec![listener]
+    };
+    let stop = acceptor::run(&shared, listeners, control, &mut handlers);
+    log::debug(1, || format!("Quitting ({stop:?})"));
+    if let Some(p) = pid_file {
+        p.remove();
+    }
+    let _ = std::io::stdout().flush();
+    Ok(())
+}
+
+/// The daemon changes directory to `/`; relative file names given on the
+/// command line keep meaning what they meant where pen was started.
+fn absolutize_paths(shared: &Shared, cl: &mut CommandLine) {
+    let abs = |p: &str| {
+        std::path::absolute(p)
+            .map(|a| a.display().to_string())
+            .unwrap_or_else(|_| p.to_string())
+    };
+    if let Some(p) = cl.pid_file.as_mut() {
+        *p = abs(p);
+    }
+    let mut info = shared.info();
+    if let Some(t) = info.log_target.as_mut() {
+        if !log::is_network_target(t) {
+            *t = abs(t);
+        }
+    }
+    if let Some(w) = info.web_stats.as_mut() {
+        *w = PathBuf::from(abs(&w.display().to_string()));
+    }
+    if let Some(f) = info.config_file.as_mut() {
+        *f = PathBuf::from(abs(&f.display().to_string()));
+    }
+}
+
+/// chroot, privilege drop, request log, pid file: in pen's order (spec
+/// operations.md §6), after the sockets are open.
+fn finish_startup(
+    shared: &Shared,
+    cl: &CommandLine,
+    account: Option<&crate::daemon::Account>,
+) -> Result<Option<crate::daemon::PidFile>, Fatal> {
+    if let Some(dir) = &cl.chroot {
+        crate::daemon::enter_chroot(std::path::Path::new(dir)).map_err(|e| fatal(e.to_string()))?;
+    }
+    if let Some(acct) = account {
+        crate::daemon::drop_privileges(acct).map_err(|e| fatal(e.to_string()))?;
+    }
+    let target = shared.info().log_target.clone();
+    if let Some(t) = target {
+        log::set_request_log(shared, Some(&t)).map_err(|e| fatal(e.to_string()))?;
+    }
+    cl.pid_file
+        .as_deref()
+        .map(|p| crate::daemon::write_pid_file(std::path::Path::new(p)))
+        .transpose()
+        .map_err(|e| fatal(e.to_string()))
+}
+
+/// Decides whether a pair's bytes must be seen, and how.
+fn make_filter(shared: &Shared, peer: &PeerAddr, server: &Host) -> Option<Box<dyn Filter + Send>> {
+    let log = log::request_log_enabled();
+    let (dump, http) = {
+        let b = shared.lock();
+        (
+            (log::level() >= 3).then_some(b.settings.ascii),
+            b.settings.http,
+        )
+    };
+    if !log && dump.is_none() && !http {
+        return None;
+    }
+    let client = match peer {
+        PeerAddr::Inet(a) => crate::clients::canonical_ip(a.ip()).to_string(),
+        PeerAddr::Unix(p) => p.display().to_string(),
+    };
+    // Every client of a pen with -E speaks TLS.
+    let scheme = http.then_some(if shared.tls() {
+        crate::http::Scheme::Https
+    } else {
+        crate::http::Scheme::Http
+    });
+    Some(Box::new(PairFilter::new(
+        client,
+        server.to_string(),
+        log,
+        dump,
+        scheme,
+    )))
+}
+
+struct Service {
+    shared: Arc<Shared>,
+    filters: Arc<FilterFactory>,
+}
+
+impl Handlers for Service {
+    fn client(&mut self, fd: OwnedFd, peer: PeerAddr) {
+        let shared = Arc::clone(&self.shared);
+        let filters = Arc::clone(&self.filters);
+        let job = Box::new(move |local: &mut crate::workers::WorkerLocal| {
+            pair::serve(&shared, local, fd, peer, &*filters);
+        });
+        if let Err(e) = self.shared.pool.dispatch(job) {
+            // The job (and its client socket) was dropped.
+            self.shared.pair_done();
+            log::message(&format!("can't start a thread for a client: {e}"));
+        }
+    }
+
+    fn control(&mut self, fd: OwnedFd, peer: PeerAddr) {
+        if CONTROL_ACTIVE.fetch_add(1, Ordering::AcqRel) >= MAX_CONTROL_CLIENTS {
+            CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let spawned = std::thread::Builder::new()
+            .name("pen-control".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                serve_control(&shared, fd, &peer);
+                CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    fn hangup(&mut self) {
+        if let Err(e) = log::reopen_request_log() {
+            log::message(&e);
+        }
+        let path = self.shared.info().config_file.clone();
+        if let Some(path) = path {
+            if let Err(e) = crate::config::read_and_apply(&self.shared, &path, Origin::Reload) {
+                log::message(&format!(
+                    "config reload failed, running configuration kept: {e}"
+                ));
+            }
+        }
+    }
+
+    fn statistics(&mut self) {
+        if let Some(Err(e)) = crate::stats::write_web_stats(&self.shared) {
+            log::message(&format!("Can't write web stats: {e}"));
+        }
+        let report = crate::stats::text_report(&self.shared.lock(), sys::now_unix());
+        if log::is_syslog() {
+            for line in report.lines() {
+                log::message(line);
+            }
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(report.as_bytes());
+            let _ = out.flush();
+        }
+    }
+}
+
+/// One control connection: read one line (with a deadline), run it, reply,
+/// close (spec control.md §1-§2). A silent or slow client only ties up this
+/// thread, never the acceptor or the pairs.
+fn serve_control(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
+    if let Some(ip) = peer.ip() {
+        let b = shared.lock();
+        let permitted = b
+            .acls
+            .get(b.settings.control_acl)
+            .is_none_or(|a| a.permits(Some(ip)));
+        if !permitted {
+            log::debug(1, || "do_ctrl: not from there".into());
+            return;
+        }
+    }
+    let deadline = Instant::now() + CONTROL_TIMEOUT;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        match sys::poll::wait_one(fd.as_raw_fd(), sys::poll::IN, Some(left)) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        match sys::socket::read(fd.as_raw_fd(), &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        }
+        if buf.contains(&b'\n') || buf.contains(&b'\r') || buf.len() >= 4095 {
+            break;
+        }
+    }
+    buf.truncate(4095);
+    let line = String::from_utf8_lossy(&buf);
+    let reply = control::run_line(shared, &line, Origin::ControlPort);
+    let mut rest = reply.as_bytes();
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
+        match sys::socket::write(fd.as_raw_fd(), rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if sys::poll::wait_one(fd.as_raw_fd(), sys::poll::OUT, Some(left)).unwrap_or(0) == 0
+                {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The server table: regular backends plus the emergency (`-e`) and abuse
+//! (`-B`) servers (spec selection.md §1). Pure data, no sockets.
+
+use crate::addr::{BackendSpec, Host};
+
+/// Which server a connection or client refers to. pen prints these as the
+/// index, -1 (emergency), -2 (abuse) and -3 (none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Backend(usize),
+    Emergency,
+    Abuse,
+    None,
+}
+
+impl Target {
+    /// pen's numeric code for this target.
+    pub fn code(self) -> i64 {
+        match self {
+            Target::Backend(i) => i as i64,
+            Target::Emergency => -1,
+            Target::Abuse => -2,
+            Target::None => -3,
+        }
+    }
+}
+
+/// One server slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    pub host: Host,
+    pub port: u16,
+    /// Soft limit (`maxc`); 0 = unlimited.
+    pub max_conns: u32,
+    /// Hard limit for clients whose last server this is; see `select`.
+    pub hard_limit: u32,
+    pub weight: u32,
+    pub prio: u32,
+    /// ACL number checked against each client (0 = the empty ACL, permits all).
+    pub acl: usize,
+    /// Established connections (pen's `c`).
+    pub conns: u32,
+    /// UNIX time of the last failure (pen's `status`); the server is
+    /// blacklisted while `now - failed_at < blacklist_time`.
+    pub failed_at: i64,
+    /// Bytes relayed to the server / read from it, by connections that have
+    /// finished (live connections add their own counters when reported).
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl Backend {
+    /// A slot that was never configured.
+    pub fn unset() -> Backend {
+        Backend {
+            host: Host::Unset,
+            port: 0,
+            max_conns: 0,
+            hard_limit: 0,
+            weight: 0,
+            prio: 0,
+            acl: 0,
+            conns: 0,
+            failed_at: 0,
+            sent: 0,
+            received: 0,
+        }
+    }
+
+    /// A slot built from a specification; the `acl` is kept by the caller
+    /// when overwriting a slot (spec cli.md §6 step 8).
+    pub fn from_spec(spec: &BackendSpec) -> Backend {
+        Backend {
+            host: spec.host.clone(),
+            port: spec.port,
+            max_conns: spec.max_conns,
+            hard_limit: spec.hard_limit,
+            weight: spec.weight,
+            prio: spec.prio,
+            ..Backend::unset()
+        }
+    }
+
+    /// Has an address and a port, so a connection can be attempted.
+    pub fn is_configured(&self) -> bool {
+        self.port != 0 && !matches!(self.host, Host::Unset)
+    }
+
+    pub fn is_blacklisted(&self, now: i64, blacklist_time: i64) -> bool {
+        now - self.failed_at < blacklist_time
+    }
+
+    /// When the current blacklisting ends (UNIX time), if it is in force.
+    pub fn blacklisted_until(&self, now: i64, blacklist_time: i64) -> Option<i64> {
+        self.is_blacklisted(now, blacklist_time)
+            .then_some(self.failed_at + blacklist_time)
+    }
+}
+
+/// All server slots.
+#[derive(Clone, Debug, Default)]
+pub struct ServerTable {
+    pub backends: Vec<Backend>,
+    pub emergency: Option<Backend>,
+    pub abuse: Option<Backend>,
+}
+
+impl ServerTable {
+    pub fn len(&self) -> usize {
+        self.backends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
+    }
+
+    pub fn get(&self, t: Target) -> Option<&Backend> {
+        match t {
+            Target::Backend(i) => self.backends.get(i),
+            Target::Emergency => self.emergency.as_ref(),
+            Target::Abuse => self.abuse.as_ref(),
+            Target::None => None,
+        }
+    }
+
+    pub fn get_mut(&mut self, t: Target) -> Option<&mut Backend> {
+        match t {
+            Target::Backend(i) => self.backends.get_mut(i),
+            Target::Emergency => self.emergency.as_mut(),
+            Target::Abuse => self.abuse.as_mut(),
+            Target::None => None,
+        }
+    }
+
+    /// Makes slot `n` exist (the table only grows; gaps stay unset).
+    pub fn ensure_slot(&mut self, n: usize) -> &mut Backend {
+        if self.backends.len() <= n {
+            self.backends.resize(n + 1, Backend::unset());
+        }
+        &mut self.backends[n]
+    }
+
+    /// Overwrites slot `n` from a command-line specification, keeping its ACL.
+    pub fn set_from_spec(&mut self, n: usize, spec: &BackendSpec) {
+        let slot = self.ensure_slot(n);
+        let acl = slot.acl;
+        *slot = Backend::from_spec(spec);
+        slot.acl = acl;
+    }
+}

@@ -1,0 +1,84 @@
+//! poll(2) over a small set of descriptors.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+pub const IN: i16 = libc::POLLIN;
+pub const OUT: i16 = libc::POLLOUT;
+pub const ERR: i16 = libc::POLLERR;
+pub const HUP: i16 = libc::POLLHUP;
+pub const NVAL: i16 = libc::POLLNVAL;
+
+/// One entry of a pollfd array; layout-identical to `libc::pollfd`.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct PollFd(libc::pollfd);
+
+impl PollFd {
+    pub fn new(fd: RawFd, events: i16) -> PollFd {
+        PollFd(libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+    }
+    /// An entry that reports `revents` as if poll() had returned them.
+    pub fn with_revents(fd: RawFd, events: i16, revents: i16) -> PollFd {
+        PollFd(libc::pollfd {
+            fd,
+            events,
+            revents,
+        })
+    }
+    pub fn fd(&self) -> RawFd {
+        self.0.fd
+    }
+    pub fn set_events(&mut self, events: i16) {
+        self.0.events = events;
+    }
+    pub fn events(&self) -> i16 {
+        self.0.events
+    }
+    pub fn revents(&self) -> i16 {
+        self.0.revents
+    }
+}
+
+impl std::fmt::Debug for PollFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PollFd(fd {}, events {:#x}, revents {:#x})",
+            self.0.fd, self.0.events, self.0.revents
+        )
+    }
+}
+
+/// Waits until one of `fds` is ready or `timeout` passes (`None` = forever).
+/// EINTR is reported as `Ok(0)` so callers re-check their signal flags.
+pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
+    let ms: libc::c_int = match timeout {
+        None => -1,
+        // Round up so a 0.5 ms timeout does not become a busy loop.
+        Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
+    };
+    // SAFETY: PollFd is repr(transparent) over libc::pollfd, the pointer and
+    // length come from a live mutable slice.
+    let res = unsafe { libc::poll(fds.as_mut_ptr().cast(), fds.len() as libc::nfds_t, ms) };
+    if res < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(0);
+        }
+        return Err(err);
+    }
+    Ok(res as usize)
+}
+
+/// Waits for one descriptor; returns its revents (0 on timeout).
+pub fn wait_one(fd: RawFd, events: i16, timeout: Option<Duration>) -> io::Result<i16> {
+    let mut p = [PollFd::new(fd, events)];
+    poll(&mut p, timeout)?;
+    Ok(p[0].revents())
+}

@@ -1,0 +1,744 @@
+//! UDP mode (`-U`, spec protocols.md §1).
+//!
+//! # Architecture
+//!
+//! TCP mode gives every client pair its own thread; UDP has no connections
+//! to hand over, so UDP mode runs **one relay thread** (`pen-udp`) that
+//! poll()s the listening socket and the upstream socket of every session.
+//! The acceptor keeps running without TCP listeners and serves the control
+//! socket and the signals as usual. The relay thread never blocks: all its
+//! sockets are non-blocking and it takes the balancer lock only for short,
+//! I/O-free critical sections (opening, failing over and closing sessions).
+//!
+//! * A **session** is one client address + port. Its first datagram on the
+//!   listener registers the client (tracking), selects a server with the
+//!   same rules as TCP (tracking, `-r`, `-h`, `-W`, prio, limits, ACLs,
+//!   stubborn, emergency and abuse servers; spec selection.md) and opens an
+//!   upstream UDP socket `connect()`ed to that server. All of the session's
+//!   datagrams go through that socket, so the server sees one stable source
+//!   port per client session.
+//! * Replies read from the upstream socket are sent with `sendto` from the
+//!   **listening socket**, so they come from the address and port the
+//!   client wrote to. When the listener is a wildcard address (`0.0.0.0`,
+//!   `::`), the destination address of each client datagram is recorded
+//!   (IP_PKTINFO / IPV6_PKTINFO) and used as the source of the replies.
+//!   There are no per-client sockets, so nothing depends on the user id
+//!   (pen 0.34.1 lost every datagram with `-u`, quirks.md Q5) and IPv6
+//!   listeners work (Q6). Multiple replies per request are relayed;
+//!   datagram boundaries are preserved; datagrams up to 65535 bytes.
+//! * Each session holds a slot in the connection table (`connection N`,
+//!   `servers` conn counts, USR1 statistics and the status page show it;
+//!   `downfd` is -1 because the session has no socket of its own towards
+//!   the client, `upfd` is its upstream socket; `close N` ends it) and
+//!   counts as one connection of its server while it lives. Bytes are
+//!   counted both ways, the first datagram and the replies included (pen
+//!   counted neither, Q22).
+//! * **Idle timeout**: a session with no datagram in either direction for
+//!   `idle_timeout` seconds (if set > 0, `-o "idle_timeout N"`) or else
+//!   [`DEFAULT_IDLE_TIMEOUT`] (60 s) is closed and its slot freed; the
+//!   client's next datagram opens a new session (new upstream port; with
+//!   tracking still the same server). pen 0.34.1 had no timer (§1.4).
+//!   The setting is read continuously, so `idle_timeout N` at run time
+//!   applies to live sessions within a second.
+//! * **Bound**: at most `-x`/`conn_max` sessions (default 500). When the
+//!   table is full, a datagram from a new client address evicts the least
+//!   recently used session (the one idle longest).
+//! * **Dead servers**: a server that answers with ICMP port unreachable
+//!   makes the connected upstream socket report ECONNREFUSED. The server is
+//!   then blacklisted (`blacklisting server N because of connect failure`,
+//!   for `-b` seconds) and the session fails over like a refused TCP
+//!   connect (next server by index, then the emergency server; not with
+//!   `-s`); the last datagram the failed server did not answer is resent
+//!   to the new server (each session keeps a copy of its latest
+//!   unanswered datagram for this, at most 64 KiB per session). pen 0.34.1
+//!   dropped the session without blacklisting (Q38). With `-s`, or when no server is left, the session
+//!   is closed; the client's next datagram starts a new one.
+//! * `-l` logs every datagram from a client (the first one too), `-ddd`
+//!   dumps datagrams both ways. `source` and `transparent` apply to the
+//!   upstream sockets as to TCP connects. Unix-socket servers cannot be
+//!   used in UDP mode (a connect to one fails like a refused connect).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::addr::Host;
+use crate::balancer::Balancer;
+use crate::connections::{state, PairCounters};
+use crate::log;
+use crate::pair::FilterFactory;
+use crate::relay::Filter;
+use crate::runtime::Shared;
+use crate::select::Attempt;
+use crate::servers::Target;
+use crate::sys;
+use crate::sys::poll::{self, PollFd};
+use crate::sys::socket::{self, PeerAddr};
+use crate::sys::udp::{self as udp_sys, LocalAddr};
+
+/// Idle time after which a UDP session ends when `idle_timeout` is 0 (the
+/// default).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Receive buffer: larger than any UDP payload (65507 bytes over IPv4,
+/// 65527 over IPv6 without jumbograms).
+const MAX_DATAGRAM: usize = 65536;
+
+/// Datagrams handled per socket and poll round, so one busy client or
+/// server cannot starve the others.
+const BATCH: usize = 64;
+
+/// The loop wakes at least this often to notice changed settings.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Why the UDP relay could not start.
+#[derive(Debug)]
+pub enum UdpError {
+    /// The listener is not an IPv4/IPv6 socket (e.g. a Unix path).
+    NotInet,
+    /// Inspecting or configuring the listening socket failed.
+    Listener(io::Error),
+    /// The relay thread could not be created.
+    Thread(io::Error),
+}
+
+impl fmt::Display for UdpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UdpError::NotInet => {
+                f.write_str("UDP mode (-U) needs an IPv4 or IPv6 listen address, not a Unix socket")
+            }
+            UdpError::Listener(e) => write!(f, "can't set up the UDP listener: {e}"),
+            UdpError::Thread(e) => write!(f, "can't start the UDP relay thread: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for UdpError {}
+
+/// Starts the UDP relay thread on `listener` (a bound, non-blocking UDP
+/// socket from `listeners::open(.., udp = true, ..)`). The thread runs until
+/// the process exits. `filters` decides per session whether datagrams are
+/// logged or dumped, as for TCP pairs.
+pub fn spawn(
+    shared: Arc<Shared>,
+    listener: OwnedFd,
+    filters: Arc<FilterFactory>,
+) -> Result<std::thread::JoinHandle<()>, UdpError> {
+    let local = match socket::local_addr(listener.as_raw_fd()).map_err(UdpError::Listener)? {
+        PeerAddr::Inet(a) => a,
+        PeerAddr::Unix(_) => return Err(UdpError::NotInet),
+    };
+    if local.ip().is_unspecified() {
+        udp_sys::enable_pktinfo(listener.as_raw_fd(), local.is_ipv6())
+            .map_err(UdpError::Listener)?;
+    }
+    let mut relay = Relay {
+        shared,
+        listener,
+        filters,
+        sessions: SessionTable::new(),
+        out: Vec::new(),
+    };
+    std::thread::Builder::new()
+        .name("pen-udp".into())
+        .spawn(move || relay.run())
+        .map_err(UdpError::Thread)
+}
+
+/// The session idle time in force: `idle_timeout` if set, else the default.
+pub fn idle_timeout(idle_timeout_setting: u64) -> Duration {
+    if idle_timeout_setting > 0 {
+        Duration::from_secs(idle_timeout_setting)
+    } else {
+        DEFAULT_IDLE_TIMEOUT
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The session table: pure bookkeeping, generic so it can be unit-tested.
+
+struct Entry<S> {
+    client: SocketAddr,
+    last_active: Instant,
+    session: S,
+}
+
+/// Sessions by client address and port, in reusable slots.
+struct SessionTable<S> {
+    slots: Vec<Option<Entry<S>>>,
+    free: Vec<usize>,
+    by_client: HashMap<SocketAddr, usize>,
+}
+
+impl<S> SessionTable<S> {
+    fn new() -> SessionTable<S> {
+        SessionTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_client: HashMap::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.by_client.len()
+    }
+
+    fn find(&self, client: &SocketAddr) -> Option<usize> {
+        self.by_client.get(client).copied()
+    }
+
+    fn insert(&mut self, client: SocketAddr, now: Instant, session: S) -> usize {
+        let entry = Entry {
+            client,
+            last_active: now,
+            session,
+        };
+        let key = match self.free.pop() {
+            Some(k) => {
+                self.slots[k] = Some(entry);
+                k
+            }
+            None => {
+                self.slots.push(Some(entry));
+                self.slots.len() - 1
+            }
+        };
+        self.by_client.insert(client, key);
+        key
+    }
+
+    fn remove(&mut self, key: usize) -> Option<Entry<S>> {
+        let e = self.slots.get_mut(key)?.take()?;
+        self.by_client.remove(&e.client);
+        self.free.push(key);
+        Some(e)
+    }
+
+    fn get_mut(&mut self, key: usize) -> Option<&mut Entry<S>> {
+        self.slots.get_mut(key)?.as_mut()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (usize, &Entry<S>)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(k, e)| e.as_ref().map(|e| (k, e)))
+    }
+
+    /// The session idle longest (the eviction victim when the table is full).
+    fn least_recently_used(&self) -> Option<usize> {
+        self.iter()
+            .min_by_key(|(_, e)| e.last_active)
+            .map(|(k, _)| k)
+    }
+
+    /// Sessions silent for `idle` or longer at `now`.
+    fn idle(&self, now: Instant, idle: Duration) -> Vec<usize> {
+        self.iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.last_active) >= idle)
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    /// When the next session becomes idle, if there is any session.
+    fn next_expiry(&self, idle: Duration) -> Option<Instant> {
+        self.iter().map(|(_, e)| e.last_active + idle).min()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The relay.
+
+/// One client session.
+struct Session {
+    /// Where the client's latest datagram was addressed (wildcard
+    /// listeners only): the source address of the replies.
+    local: Option<LocalAddr>,
+    client_id: usize,
+    conn_id: usize,
+    attempt: Attempt,
+    target: Target,
+    upstream: OwnedFd,
+    counters: Arc<PairCounters>,
+    /// The last datagram sent to the server that it has not answered yet:
+    /// resent to the next server when this one turns out to be down.
+    unanswered: Option<Vec<u8>>,
+    filter: Option<Box<dyn Filter + Send>>,
+}
+
+struct Relay {
+    shared: Arc<Shared>,
+    listener: OwnedFd,
+    filters: Arc<FilterFactory>,
+    sessions: SessionTable<Session>,
+    /// Filter output buffer, reused.
+    out: Vec<u8>,
+}
+
+/// Why a session ended (for the debug channel).
+#[derive(Clone, Copy, Debug)]
+enum Ended {
+    Idle,
+    Evicted,
+    Closed,
+    NoServer,
+    Error,
+}
+
+fn is_refused(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ECONNREFUSED)
+}
+
+/// Where to send a session's datagrams, read out of the table so the lock
+/// is not held while the socket is made.
+struct Dial {
+    remote: Result<SocketAddr, &'static str>,
+    bind: Option<std::net::IpAddr>,
+    transparent: bool,
+}
+
+fn dial_for(b: &Balancer, t: Target, client: &SocketAddr) -> Option<Dial> {
+    let s = b.servers.get(t)?;
+    let st = &b.settings;
+    let remote = match &s.host {
+        Host::Ip(ip) => Ok(SocketAddr::new(*ip, s.port)),
+        Host::Unix(_) => Err("Unix-socket servers can't be used in UDP mode"),
+        Host::Unset => Err("server has no address"),
+    };
+    let (bind, transparent) = st.upstream_bind(&s.host, Some(client.ip()));
+    Some(Dial {
+        remote,
+        bind,
+        transparent,
+    })
+}
+
+fn open_upstream(d: &Dial) -> io::Result<OwnedFd> {
+    match d.remote {
+        Ok(remote) => udp_sys::connect(&remote, d.bind, d.transparent),
+        Err(why) => Err(io::Error::new(io::ErrorKind::InvalidInput, why)),
+    }
+}
+
+/// Opens an upstream socket to `target`, failing over (and blacklisting)
+/// until one can be made; records it in connection slot `conn_id`.
+fn connect_upstream(
+    shared: &Shared,
+    attempt: &mut Attempt,
+    conn_id: usize,
+    client: &SocketAddr,
+    mut target: Option<Target>,
+) -> Option<(Target, OwnedFd)> {
+    loop {
+        let t = target?;
+        let dial = dial_for(&shared.lock(), t, client);
+        let result = match &dial {
+            Some(d) => open_upstream(d),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "no such server",
+            )),
+        };
+        let now = sys::now_unix();
+        let mut b = shared.lock();
+        match result {
+            Ok(fd) => {
+                b.mark_connected(conn_id, t, fd.as_raw_fd());
+                return Some((t, fd));
+            }
+            Err(e) => {
+                target = b.connect_failed(attempt, t, &e, now);
+            }
+        }
+    }
+}
+
+/// Moves a session's byte counters into its server's and client's totals
+/// (so live counters always belong to the current server).
+fn settle(b: &mut Balancer, s: &Session) {
+    let up = PairCounters::get(&s.counters.from_client);
+    let down = PairCounters::get(&s.counters.from_server);
+    s.counters.from_client.store(0, Ordering::Relaxed);
+    s.counters.from_server.store(0, Ordering::Relaxed);
+    b.settle(s.target, s.client_id, up, down);
+}
+
+impl Relay {
+    fn run(&mut self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut fds: Vec<PollFd> = Vec::new();
+        let mut keys: Vec<usize> = Vec::new();
+        loop {
+            let idle = idle_timeout(self.shared.lock().settings.idle_timeout);
+            let now = Instant::now();
+            for key in self.sessions.idle(now, idle) {
+                self.close(key, Ended::Idle);
+            }
+            let timeout = self
+                .sessions
+                .next_expiry(idle)
+                .map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
+            fds.clear();
+            keys.clear();
+            fds.push(PollFd::new(self.listener.as_raw_fd(), poll::IN));
+            for (k, e) in self.sessions.iter() {
+                fds.push(PollFd::new(e.session.upstream.as_raw_fd(), poll::IN));
+                keys.push(k);
+            }
+            if let Err(e) = poll::poll(&mut fds, Some(timeout)) {
+                log::message(&format!("UDP relay: poll: {e}"));
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            for (i, &key) in keys.iter().enumerate() {
+                let revents = fds[1 + i].revents();
+                if revents != 0 {
+                    self.upstream_ready(key, revents, &mut buf);
+                }
+            }
+            if fds[0].revents() != 0 {
+                self.listener_ready(&mut buf);
+            }
+        }
+    }
+
+    /// Datagrams from clients.
+    fn listener_ready(&mut self, buf: &mut [u8]) {
+        for _ in 0..BATCH {
+            match udp_sys::recv_from(self.listener.as_raw_fd(), buf) {
+                Ok(r) => {
+                    if r.truncated {
+                        log::debug(1, || {
+                            format!("UDP: datagram from {} too long; dropped", r.peer)
+                        });
+                        continue;
+                    }
+                    self.client_datagram(r.peer, r.local, &buf[..r.len]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug(1, || format!("UDP: receive on the listener: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn client_datagram(&mut self, peer: SocketAddr, local: Option<LocalAddr>, data: &[u8]) {
+        let now = Instant::now();
+        let key = match self.sessions.find(&peer) {
+            Some(k) => k,
+            None => match self.open(peer, local, now) {
+                Some(k) => k,
+                None => return,
+            },
+        };
+        let Some(e) = self.sessions.get_mut(key) else {
+            return;
+        };
+        e.last_active = now;
+        if local.is_some() {
+            e.session.local = local;
+        }
+        let payload: &[u8] = match e.session.filter.as_mut() {
+            None => data,
+            Some(f) => {
+                self.out.clear();
+                match f.client_data(data, &mut self.out) {
+                    Ok(()) => &self.out,
+                    Err(reply) => {
+                        let _ = udp_sys::send_to(
+                            self.listener.as_raw_fd(),
+                            &reply,
+                            &peer,
+                            e.session.local.as_ref(),
+                        );
+                        self.close(key, Ended::Closed);
+                        return;
+                    }
+                }
+            }
+        };
+        match socket::write(e.session.upstream.as_raw_fd(), payload) {
+            Ok(n) => {
+                PairCounters::add(&e.session.counters.from_client, n);
+                remember(&mut e.session.unanswered, payload);
+            }
+            Err(err) if is_refused(&err) => {
+                // An earlier datagram drew a port unreachable: this one was
+                // not sent; it goes to the next server instead.
+                remember(&mut e.session.unanswered, payload);
+                self.fail_over(key);
+            }
+            Err(err) => {
+                log::debug(2, || format!("UDP: datagram from {peer} dropped: {err}"));
+            }
+        }
+    }
+
+    /// A new session for `peer`: evict if full, register, select, connect.
+    fn open(&mut self, peer: SocketAddr, local: Option<LocalAddr>, now: Instant) -> Option<usize> {
+        let conn_max = self.shared.conn_max.load(Ordering::Relaxed).max(1);
+        while self.sessions.len() >= conn_max {
+            let victim = self.sessions.least_recently_used()?;
+            self.close(victim, Ended::Evicted);
+        }
+        let unix_now = sys::now_unix();
+        let counters = Arc::new(PairCounters::default());
+        let client = PeerAddr::Inet(peer);
+        let (client_id, conn_id, mut attempt, target) = {
+            let admitted = self.shared.lock().admit(&client, -1, &counters, unix_now);
+            let Some(a) = admitted else {
+                log::debug(1, || format!("UDP: no free connection slot for {peer}"));
+                return None;
+            };
+            (a.client, a.conn, a.attempt, a.target)
+        };
+        let Some((target, upstream)) =
+            connect_upstream(&self.shared, &mut attempt, conn_id, &peer, target)
+        else {
+            self.shared.lock().conns.remove(conn_id);
+            log::debug(1, || {
+                format!("no server for UDP client {peer}; datagram dropped")
+            });
+            return None;
+        };
+        let server_host = self
+            .shared
+            .lock()
+            .servers
+            .get(target)
+            .map(|s| s.host.clone())
+            .unwrap_or(Host::Unset);
+        let filter = (self.filters)(&self.shared, &client, &server_host);
+        log::debug(2, || {
+            format!("UDP session for {peer} on server {}", target.code())
+        });
+        Some(self.sessions.insert(
+            peer,
+            now,
+            Session {
+                local,
+                client_id,
+                conn_id,
+                attempt,
+                target,
+                upstream,
+                counters,
+                unanswered: None,
+                filter,
+            },
+        ))
+    }
+
+    /// The upstream socket of session `key` is readable (or failed).
+    fn upstream_ready(&mut self, key: usize, revents: i16, buf: &mut [u8]) {
+        if revents & (poll::IN | poll::ERR) != 0 {
+            for _ in 0..BATCH {
+                let Some(e) = self.sessions.get_mut(key) else {
+                    return;
+                };
+                match socket::read(e.session.upstream.as_raw_fd(), buf) {
+                    Ok(n) => {
+                        let data = &buf[..n];
+                        e.last_active = Instant::now();
+                        e.session.unanswered = None;
+                        if let Some(f) = e.session.filter.as_mut() {
+                            f.server_data(data);
+                        }
+                        match reply(
+                            self.listener.as_raw_fd(),
+                            &e.client,
+                            e.session.local.as_ref(),
+                            data,
+                        ) {
+                            Ok(n) => PairCounters::add(&e.session.counters.from_server, n),
+                            Err(err) => log::debug(2, || {
+                                format!("UDP: reply to {} dropped: {err}", e.client)
+                            }),
+                        }
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) if is_refused(&err) => {
+                        self.fail_over(key);
+                        return;
+                    }
+                    Err(err) => {
+                        log::debug(1, || format!("UDP: session for {}: {err}", e.client));
+                        self.close(key, Ended::Error);
+                        return;
+                    }
+                }
+            }
+        }
+        if revents & (poll::HUP | poll::NVAL) != 0 {
+            // Shut down by `close N`.
+            self.close(key, Ended::Closed);
+        }
+    }
+
+    /// The session's server answered with port unreachable: blacklist it,
+    /// move the session to the next server and resend the datagram it did
+    /// not answer. Closes the session when there is no next server.
+    fn fail_over(&mut self, key: usize) {
+        let Some(e) = self.sessions.get_mut(key) else {
+            return;
+        };
+        let client = e.client;
+        let s = &mut e.session;
+        let now = sys::now_unix();
+        let next = {
+            let mut b = self.shared.lock();
+            settle(&mut b, s);
+            if let Some(c) = b.conns.get_mut(s.conn_id) {
+                c.state = state::CONNECTING;
+                c.server_fd = -1;
+            }
+            let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
+            b.connect_failed(&mut s.attempt, s.target, &refused, now)
+        };
+        // The slot no longer names the old socket, so it may close now.
+        s.target = Target::None;
+        match connect_upstream(&self.shared, &mut s.attempt, s.conn_id, &client, next) {
+            Some((t, fd)) => {
+                s.target = t;
+                s.upstream = fd;
+                log::debug(2, || {
+                    format!("UDP session for {client} moved to server {}", t.code())
+                });
+                if let Some(d) = s.unanswered.as_deref() {
+                    // Counted when it was first read from the client.
+                    if let Err(err) = socket::write(s.upstream.as_raw_fd(), d) {
+                        log::debug(2, || format!("UDP: resend for {client} failed: {err}"));
+                    }
+                }
+            }
+            None => self.close(key, Ended::NoServer),
+        }
+    }
+
+    /// Ends a session: frees its connection slot, moves its counters into
+    /// the totals, closes its upstream socket.
+    fn close(&mut self, key: usize, why: Ended) {
+        let Some(e) = self.sessions.remove(key) else {
+            return;
+        };
+        {
+            let mut b = self.shared.lock();
+            settle(&mut b, &e.session);
+            b.conns.remove(e.session.conn_id);
+        }
+        log::debug(2, || {
+            format!("UDP session for {} ended ({why:?})", e.client)
+        });
+        // The upstream socket closes here, after the slot is gone, so
+        // `close N` never shuts down a reused descriptor number.
+        drop(e);
+    }
+}
+
+/// Sends a reply from the listening socket `fd`, from the address the
+/// client wrote to; if that address is gone, lets the kernel choose.
+fn reply(
+    fd: RawFd,
+    client: &SocketAddr,
+    local: Option<&LocalAddr>,
+    data: &[u8],
+) -> io::Result<usize> {
+    match udp_sys::send_to(fd, data, client, local) {
+        Err(e) if local.is_some() && e.raw_os_error() == Some(libc::EINVAL) => {
+            udp_sys::send_to(fd, data, client, None)
+        }
+        r => r,
+    }
+}
+
+/// Keeps a copy of `data` in `slot`, reusing its allocation.
+fn remember(slot: &mut Option<Vec<u8>>, data: &[u8]) {
+    let v = slot.get_or_insert_with(Vec::new);
+    v.clear();
+    v.extend_from_slice(data);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn sessions_are_keyed_by_address_and_port() {
+        let t0 = Instant::now();
+        let mut t = SessionTable::new();
+        let a = t.insert(addr("127.0.0.1:1000"), t0, "a");
+        let b = t.insert(addr("127.0.0.1:1001"), t0, "b");
+        assert_ne!(a, b);
+        assert_eq!(t.find(&addr("127.0.0.1:1000")), Some(a));
+        assert_eq!(t.find(&addr("127.0.0.1:1001")), Some(b));
+        assert_eq!(t.find(&addr("127.0.0.2:1000")), None);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.remove(a).map(|e| e.session), Some("a"));
+        assert_eq!(t.find(&addr("127.0.0.1:1000")), None);
+        assert!(t.remove(a).is_none());
+        // The freed slot is reused.
+        assert_eq!(t.insert(addr("127.0.0.3:1"), t0, "c"), a);
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn least_recently_used_is_the_longest_idle() {
+        let t0 = Instant::now();
+        let mut t = SessionTable::new();
+        let a = t.insert(addr("127.0.0.1:1"), t0, ());
+        let b = t.insert(addr("127.0.0.2:1"), t0 + Duration::from_secs(1), ());
+        let c = t.insert(addr("127.0.0.3:1"), t0 + Duration::from_secs(2), ());
+        assert_eq!(t.least_recently_used(), Some(a));
+        t.get_mut(a).unwrap().last_active = t0 + Duration::from_secs(3);
+        assert_eq!(t.least_recently_used(), Some(b));
+        t.remove(b);
+        assert_eq!(t.least_recently_used(), Some(c));
+        t.remove(a);
+        t.remove(c);
+        assert_eq!(t.least_recently_used(), None);
+    }
+
+    #[test]
+    fn idle_sessions_and_next_expiry() {
+        let t0 = Instant::now();
+        let idle = Duration::from_secs(60);
+        let mut t = SessionTable::new();
+        assert_eq!(t.next_expiry(idle), None);
+        let a = t.insert(addr("[::1]:1"), t0, ());
+        let b = t.insert(addr("[::1]:2"), t0 + Duration::from_secs(30), ());
+        assert_eq!(t.next_expiry(idle), Some(t0 + idle));
+        assert!(t.idle(t0 + Duration::from_secs(59), idle).is_empty());
+        assert_eq!(t.idle(t0 + idle, idle), vec![a]);
+        let mut both = t.idle(t0 + Duration::from_secs(90), idle);
+        both.sort_unstable();
+        assert_eq!(both, vec![a.min(b), a.max(b)]);
+    }
+
+    #[test]
+    fn idle_timeout_setting_overrides_the_default() {
+        assert_eq!(idle_timeout(0), DEFAULT_IDLE_TIMEOUT);
+        assert_eq!(idle_timeout(5), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn remember_reuses_its_buffer() {
+        let mut slot = None;
+        remember(&mut slot, b"first datagram");
+        remember(&mut slot, b"2nd");
+        assert_eq!(slot.as_deref(), Some(&b"2nd"[..]));
+    }
+}

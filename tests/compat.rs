@@ -1,0 +1,138 @@
+//! The scenarios of upstream pen's own test script (tracking, -r,
+//! emergency server, abuse server), run against our pen and, when it is
+//! installed (`apt-get install pen`), Debian's pen 0.34.1: clients must land
+//! on the same backends. Without Debian's pen, ours is checked against the
+//! recorded 0.34.1 results.
+
+mod common;
+use common::*;
+use std::process::{Child, Command, Stdio};
+
+const DEBIAN_PEN: &str = "/usr/bin/pen";
+
+struct Running(Child);
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(binary: &str, port: u16, args: &[String]) -> Running {
+    let child = Command::new(binary)
+        .arg("-f")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let r = Running(child);
+    wait_for_port(port);
+    r
+}
+
+/// Runs `clients` (source addresses, in order) against `binary` with
+/// `args` + backends; the names they reached.
+fn scenario(binary: &str, extra: &[&str], backends: &[String], clients: &[&str]) -> Vec<String> {
+    let port = free_port();
+    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+    args.push(format!("127.0.0.1:{port}"));
+    args.extend(backends.iter().cloned());
+    let _pen = start(binary, port, &args);
+    clients.iter().map(|c| ask(c, port)).collect()
+}
+
+fn compare(extra: &[&str], backends: &[String], clients: &[&str], recorded: &[&str]) {
+    let ours = scenario(PEN, extra, backends, clients);
+    assert_eq!(
+        ours, recorded,
+        "ours vs pen 0.34.1's recorded behaviour ({extra:?})"
+    );
+    if std::path::Path::new(DEBIAN_PEN).exists() {
+        let theirs = scenario(DEBIAN_PEN, extra, backends, clients);
+        assert_eq!(ours, theirs, "ours vs Debian's pen ({extra:?})");
+    } else {
+        eprintln!("Debian's pen not installed: compared with recorded results only");
+    }
+}
+
+fn farm(n: usize) -> (Vec<Backend>, Vec<String>) {
+    let b: Vec<Backend> = (0..n)
+        .map(|i| Backend::start(&format!("S{i}"), Behaviour::Name))
+        .collect();
+    let s = b.iter().map(|b| b.spec()).collect();
+    (b, s)
+}
+
+#[test]
+fn tracking() {
+    let (_b, s) = farm(3);
+    let clients = [
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.0.3",
+    ];
+    compare(&[], &s, &clients, &["S1", "S2", "S0", "S1", "S2", "S0"]);
+}
+
+#[test]
+fn roundrobin() {
+    let (_b, s) = farm(3);
+    let clients = ["127.0.0.1"; 4];
+    compare(&["-r"], &s, &clients, &["S1", "S2", "S0", "S1"]);
+}
+
+#[test]
+fn emergency_server() {
+    // Both regular servers refuse; -P because pen 0.34.1's default epoll
+    // loop drops such clients instead of failing over (quirks Q1).
+    let e = Backend::start("E", Behaviour::Name);
+    let dead = vec![
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    let spec = e.spec();
+    compare(
+        &["-P", "-e", &spec],
+        &dead,
+        &["127.0.0.1", "127.0.0.2"],
+        &["E", "E"],
+    );
+}
+
+#[test]
+fn abuse_server() {
+    let (_b, s) = farm(2);
+    let abuse = Backend::start("ABUSE", Behaviour::Name);
+    let spec = abuse.spec();
+    compare(
+        &[
+            "-B",
+            &spec,
+            "-o",
+            "acl 1 permit 127.0.0.1",
+            "-o",
+            "client_acl 1",
+        ],
+        &s,
+        &["127.0.0.2", "127.0.0.1", "127.0.0.3"],
+        &["ABUSE", "S1", "ABUSE"],
+    );
+}
+
+#[test]
+fn hash() {
+    let (_b, s) = farm(7);
+    let clients = [
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.1.0",
+        "127.1.0.0",
+        "127.9.8.7",
+    ];
+    compare(&["-h"], &s, &clients, &["S2", "S3", "S3", "S5", "S4"]);
+}

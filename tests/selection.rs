@@ -1,0 +1,243 @@
+//! Server selection as a client sees it: tracking, -r, -h, -W, prio,
+//! limits, failover, blacklisting, emergency, stubborn (spec selection.md).
+
+mod common;
+use common::*;
+use std::io::Read;
+use std::time::Duration;
+
+fn farm(n: usize, behaviour: Behaviour) -> Vec<Backend> {
+    (0..n)
+        .map(|i| Backend::start(&format!("S{i}"), behaviour))
+        .collect()
+}
+
+fn specs(b: &[Backend]) -> Vec<String> {
+    b.iter().map(|b| b.spec()).collect()
+}
+
+fn start(extra: &[&str], backends: &[String]) -> Pen {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args: Vec<&str> = extra.to_vec();
+    args.push(&listen);
+    args.extend(backends.iter().map(|s| s.as_str()));
+    Pen::start(port, &args)
+}
+
+#[test]
+fn default_mode_tracks_clients_and_first_goes_to_server_1() {
+    let b = farm(3, Behaviour::Name);
+    let pen = start(&[], &specs(&b));
+    let order = [
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.0.3",
+        "127.0.0.1",
+        "127.0.0.2",
+        "127.0.0.3",
+    ];
+    let got: Vec<String> = order.iter().map(|ip| ask(ip, pen.port)).collect();
+    assert_eq!(got, ["S1", "S2", "S0", "S1", "S2", "S0"]);
+}
+
+#[test]
+fn roundrobin_ignores_tracking() {
+    let b = farm(3, Behaviour::Name);
+    let pen = start(&["-r"], &specs(&b));
+    let got: Vec<String> = (0..4).map(|_| ask("127.0.0.1", pen.port)).collect();
+    assert_eq!(got, ["S1", "S2", "S0", "S1"]);
+}
+
+#[test]
+fn hash_places_clients_like_pen_on_amd64() {
+    // 7 backends: 127.0.0.1 -> 2, 127.0.0.2 -> 3, 127.0.1.0 -> 3, 127.1.0.0 -> 5, 127.9.8.7 -> 4
+    let b = farm(7, Behaviour::Name);
+    let pen = start(&["-h"], &specs(&b));
+    for (ip, want) in [
+        ("127.0.0.1", "S2"),
+        ("127.0.0.2", "S3"),
+        ("127.0.1.0", "S3"),
+        ("127.1.0.0", "S5"),
+        ("127.9.8.7", "S4"),
+    ] {
+        assert_eq!(ask(ip, pen.port), want, "client {ip}");
+    }
+}
+
+#[test]
+fn weight_distributes_by_load() {
+    let b = farm(3, Behaviour::NameAndHold);
+    let s = specs(&b);
+    let backends = vec![
+        format!("{}:0:0:1", s[0]),
+        format!("{}:0:0:2", s[1]),
+        format!("{}:0:0:4", s[2]),
+    ];
+    let pen = start(&["-W", "-r"], &backends);
+    let mut held = Vec::new();
+    let mut got = Vec::new();
+    for _ in 0..7 {
+        let mut c = connect_from("127.0.0.1", local(pen.port)).unwrap();
+        let mut name = [0u8; 2];
+        c.read_exact(&mut name).unwrap();
+        got.push(String::from_utf8_lossy(&name).into_owned());
+        held.push(c);
+    }
+    assert_eq!(got, ["S0", "S1", "S2", "S2", "S1", "S2", "S2"]);
+}
+
+#[test]
+fn weight_mode_without_weights_serves_everyone() {
+    let b = farm(2, Behaviour::Name);
+    let pen = start(&["-W"], &specs(&b));
+    assert!(ask("127.0.0.1", pen.port).starts_with('S'));
+    assert!(ask("127.0.0.2", pen.port).starts_with('S'));
+}
+
+#[test]
+fn prio_picks_the_lowest_available_prio() {
+    let b = farm(3, Behaviour::Name);
+    let s = specs(&b);
+    let backends = vec![
+        format!("{}:0:0:0:3", s[0]),
+        format!("{}:0:0:0:1", s[1]),
+        format!("{}:0:0:0:2", s[2]),
+    ];
+    let pen = start(&["-o", "prio", "-r"], &backends);
+    for _ in 0..3 {
+        assert_eq!(ask("127.0.0.1", pen.port), "S1");
+    }
+}
+
+#[test]
+fn refused_server_is_blacklisted_and_clients_fail_over() {
+    let b = farm(3, Behaviour::Name);
+    let mut s = specs(&b);
+    s[1] = format!("127.0.0.1:{}", refused_port());
+    let pen = start(&["-b", "2"], &s);
+    // The first new client would go to server 1: refused -> failover to 2.
+    assert_eq!(ask("127.0.0.1", pen.port), "S2");
+    // Round robin now skips the blacklisted server 1.
+    assert_eq!(ask("127.0.0.2", pen.port), "S2");
+    assert!(
+        pen.stderr()
+            .contains("blacklisting server 1 because of connect failure"),
+        "{}",
+        pen.stderr()
+    );
+}
+
+#[test]
+fn blacklisting_expires() {
+    let b0 = Backend::start("S0", Behaviour::Name);
+    // Server 1's port is closed at first, then opens.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port1 = hole.local_addr().unwrap().port();
+    drop(hole);
+    let pen = start(
+        &["-r", "-b", "1"],
+        &[b0.spec(), format!("127.0.0.1:{port1}")],
+    );
+    assert_eq!(ask("127.0.0.1", pen.port), "S0"); // 1 refused -> 0
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port1)).unwrap();
+    let _b1 = Backend::start_on(listener, "S1", Behaviour::Name);
+    assert_eq!(ask("127.0.0.1", pen.port), "S0"); // 1 still blacklisted
+    std::thread::sleep(Duration::from_millis(2100));
+    let got: Vec<String> = (0..2).map(|_| ask("127.0.0.1", pen.port)).collect();
+    assert!(got.contains(&"S1".to_string()), "{got:?}");
+}
+
+#[test]
+fn connect_timeout_blacklists_and_fails_over() {
+    // A listener whose accept queue is full drops further SYNs: connecting
+    // to it hangs, like a black-holed host.
+    let full =
+        pen::sys::socket::bind_inet(&local(0), pen::sys::socket::Kind::Stream, 0, false).unwrap();
+    let full_port =
+        match pen::sys::socket::local_addr(std::os::fd::AsRawFd::as_raw_fd(&full)).unwrap() {
+            pen::sys::socket::PeerAddr::Inet(a) => a.port(),
+            other => panic!("{other:?}"),
+        };
+    let mut fillers = Vec::new();
+    for _ in 0..3 {
+        if let Ok(c) =
+            std::net::TcpStream::connect_timeout(&local(full_port), Duration::from_millis(300))
+        {
+            fillers.push(c);
+        }
+    }
+    let b0 = Backend::start("S0", Behaviour::Name);
+    let pen = start(&["-t", "1"], &[b0.spec(), format!("127.0.0.1:{full_port}")]);
+    assert_eq!(ask("127.0.0.1", pen.port), "S0");
+    assert!(
+        pen.stderr()
+            .contains("blacklisting server 1 because of connect timeout"),
+        "{}",
+        pen.stderr()
+    );
+}
+
+#[test]
+fn emergency_server_when_all_fail_and_stubborn_never_uses_it() {
+    let e = Backend::start("E", Behaviour::Name);
+    let dead = vec![
+        format!("127.0.0.1:{}", refused_port()),
+        format!("127.0.0.1:{}", refused_port()),
+    ];
+    let pen = start(&["-e", &e.spec()], &dead);
+    assert_eq!(ask("127.0.0.1", pen.port), "E");
+    drop(pen);
+    let pen = start(&["-s", "-e", &e.spec()], &dead);
+    assert_eq!(ask("127.0.0.1", pen.port), "");
+}
+
+#[test]
+fn stubborn_closes_instead_of_failing_over() {
+    let b = farm(2, Behaviour::Name);
+    let s = vec![b[0].spec(), format!("127.0.0.1:{}", refused_port())];
+    let pen = start(&["-s"], &s);
+    assert_eq!(ask("127.0.0.1", pen.port), ""); // initial choice 1 refused
+    assert_eq!(ask("127.0.0.2", pen.port), "S0"); // 1 blacklisted: rr skips it
+}
+
+#[test]
+fn soft_and_hard_limits() {
+    // Server 1: maxc 1, hard 2. One client IP holds connections.
+    let b = farm(3, Behaviour::NameAndHold);
+    let s = specs(&b);
+    let backends = vec![s[0].clone(), format!("{}:1:2", s[1]), s[2].clone()];
+    let pen = start(&[], &backends);
+    let mut held = Vec::new();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let mut c = connect_from("127.0.0.1", local(pen.port)).unwrap();
+        let mut name = [0u8; 2];
+        c.read_exact(&mut name).unwrap();
+        got.push(String::from_utf8_lossy(&name).into_owned());
+        held.push(c);
+    }
+    assert_eq!(got, ["S1", "S1", "S2"]);
+}
+
+#[test]
+fn tracking_time_forgets_clients() {
+    let b = farm(3, Behaviour::Name);
+    let pen = start(&["-T", "1"], &specs(&b));
+    assert_eq!(ask("127.0.0.1", pen.port), "S1");
+    assert_eq!(ask("127.0.0.1", pen.port), "S1");
+    std::thread::sleep(Duration::from_millis(2100));
+    // Forgotten: placed afresh by round robin (next is 2).
+    assert_eq!(ask("127.0.0.1", pen.port), "S2");
+}
+
+#[test]
+fn client_table_size_recycles_least_recently_used() {
+    let b = farm(3, Behaviour::Name);
+    let pen = start(&["-c", "2"], &specs(&b));
+    assert_eq!(ask("127.0.0.1", pen.port), "S1");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(ask("127.0.0.2", pen.port), "S2");
+    assert_eq!(ask("127.0.0.3", pen.port), "S0"); // takes .1's slot
+    assert_eq!(ask("127.0.0.1", pen.port), "S1"); // new again: next rr
+}
