@@ -550,19 +550,20 @@ impl Relay {
                         let data = &buf[..n];
                         e.last_active = Instant::now();
                         e.session.unanswered = None;
+                        // Counted as received from the server before it is
+                        // passed on, so a client that has its reply never
+                        // sees statistics without it.
+                        PairCounters::add(&e.session.counters.from_server, n);
                         if let Some(f) = e.session.filter.as_mut() {
                             f.server_data(data);
                         }
-                        match reply(
+                        if let Err(err) = reply(
                             self.listener.as_raw_fd(),
                             &e.client,
                             e.session.local.as_ref(),
                             data,
                         ) {
-                            Ok(n) => PairCounters::add(&e.session.counters.from_server, n),
-                            Err(err) => log::debug(2, || {
-                                format!("UDP: reply to {} dropped: {err}", e.client)
-                            }),
+                            log::debug(2, || format!("UDP: reply to {} dropped: {err}", e.client));
                         }
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,

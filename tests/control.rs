@@ -170,7 +170,17 @@ fn settings_change_live_traffic() {
         ""
     );
     assert_eq!(ask("127.0.0.9", p), "S2");
-    let servers = ctl(f.cport, "servers");
+    // The last pair leaves the server's count a moment after its reply:
+    // ask again (bounded) until it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut servers = ctl(f.cport, "servers");
+    while servers.starts_with("0 addr 127.0.0.1 port ")
+        && !servers.lines().next().unwrap_or("").contains(" conn 0 ")
+        && Instant::now() < deadline
+    {
+        thread::sleep(Duration::from_millis(20));
+        servers = ctl(f.cport, "servers");
+    }
     assert!(
         servers.starts_with(&format!(
             "0 addr 127.0.0.1 port {} conn 0 max 0 hard 0 weight 1 prio 0",
@@ -450,7 +460,10 @@ fn config_file_at_start_up_and_on_hup() {
     // a broken file on HUP keeps the running configuration
     std::fs::write(&cfg, "server 1 port 1\nbogus line\n").unwrap();
     pen.signal("HUP");
-    thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pen.stderr().contains("bogus") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
     assert!(pen.stderr().contains("bogus"), "{}", pen.stderr());
     assert_eq!(ask("127.0.0.1", port), "S2");
 }

@@ -89,7 +89,7 @@ fn penlogd_names_each_client_with_pen_and_penlog() {
     let mut penlog_in = penlog.0.stdin.take().unwrap();
     let (tx, rx) = mpsc::channel::<String>();
     let wport = web_server(tx);
-    thread::sleep(Duration::from_millis(200)); // penlogd binds
+    wait_for_udp_port(lport); // pen's records must not reach a closed port
     let port = free_port();
     let _pen = Pen::start(
         port,
@@ -107,9 +107,9 @@ fn penlogd_names_each_client_with_pen_and_penlog() {
             .unwrap();
         let mut reply = Vec::new();
         s.read_to_end(&mut reply).unwrap();
-        // pen's record reaches penlogd before the web server's line
+        // pen sent its record before it forwarded the request, so the
+        // web server's line reaches penlogd's socket after it.
         let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        thread::sleep(Duration::from_millis(100));
         penlog_in.write_all(line.as_bytes()).unwrap();
         penlog_in.flush().unwrap();
     }

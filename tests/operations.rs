@@ -207,10 +207,32 @@ fn usr1_prints_parseable_statistics_on_stdout() {
     let mut back = Vec::new();
     s.read_to_end(&mut back).unwrap();
     assert_eq!(back.len(), 1000);
-    // give the pair a moment to account its bytes
-    thread::sleep(Duration::from_millis(200));
-    pen.signal("USR1");
-    let out = pen.wait_stdout("connection index=", Duration::from_secs(5));
+    // The pair accounts its bytes when it ends, a moment after the client
+    // saw the echo: ask again (bounded) until that report is in.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut reports = 0;
+    let out = loop {
+        reports += 1;
+        pen.signal("USR1");
+        let wait = Instant::now() + Duration::from_secs(5);
+        let out = loop {
+            let out = pen.stdout();
+            let last = out.rsplit("pen-stats ").next().unwrap_or("");
+            if (out.matches("pen-stats ").count() >= reports && last.contains("connection index="))
+                || Instant::now() > wait
+            {
+                break format!("pen-stats {last}");
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let settled = out
+            .lines()
+            .any(|l| l.starts_with("server index=0 ") && l.contains(" sent=1000 "));
+        if settled || Instant::now() > deadline {
+            break out;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
     let lines: Vec<&str> = out.lines().collect();
     let header = lines.iter().find(|l| l.starts_with("pen-stats ")).unwrap();
     assert_eq!(field(header, "servers"), "2");

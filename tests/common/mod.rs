@@ -200,6 +200,34 @@ pub fn is_listening(port: u16) -> bool {
     })
 }
 
+/// Whether a UDP socket is bound to `port` (read from /proc).
+pub fn is_udp_bound(port: u16) -> bool {
+    let want = format!(":{port:04X}");
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .skip(1)
+            .any(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|local| local.ends_with(&want))
+            })
+    })
+}
+
+/// Waits (bounded) until a UDP socket is bound to `port`.
+pub fn wait_for_udp_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if is_udp_bound(port) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    panic!("nothing is bound to UDP port {port}");
+}
+
 /// Waits until something listens on `port`.
 pub fn wait_for_port(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(10);
