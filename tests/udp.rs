@@ -117,22 +117,6 @@ fn free_udp_port(bind: &str) -> u16 {
     UdpSocket::bind(bind).unwrap().local_addr().unwrap().port()
 }
 
-/// Whether a UDP socket is bound to `port` (from /proc).
-fn udp_bound(port: u16) -> bool {
-    let want = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
-        std::fs::read_to_string(f)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .any(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|a| a.ends_with(&want))
-            })
-    })
-}
-
 /// Starts `pen -f -U ARGS` and waits until it has bound UDP `port`.
 fn start_udp(port: u16, args: &[&str]) -> Pen {
     let mut full = vec!["-U"];
@@ -140,7 +124,7 @@ fn start_udp(port: u16, args: &[&str]) -> Pen {
     let mut pen = Pen::spawn(&full);
     pen.port = port;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !udp_bound(port) {
+    while !is_udp_bound(port) {
         if let Ok(Some(st)) = pen.child.try_wait() {
             panic!("pen exited with {st}: {}", pen.stderr());
         }
@@ -583,13 +567,13 @@ fn works_after_dropping_privileges() {
     full.extend(s.iter().map(|s| s.as_str()));
     let mut pen = Pen::spawn(&full);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !udp_bound(port) && Instant::now() < deadline {
+    while !is_udp_bound(port) && Instant::now() < deadline {
         if pen.wait_exit(Duration::from_millis(10)).is_some() {
             break;
         }
     }
     let err = pen.stderr();
-    assert!(udp_bound(port), "pen did not start: {err}");
+    assert!(is_udp_bound(port), "pen did not start: {err}");
     let c = client("127.0.0.1", local(port));
     assert_eq!(ask(&c, "as nobody").as_deref(), Some("S1"));
     assert_eq!(ask(&c, "as nobody").as_deref(), Some("S1"));

@@ -216,28 +216,26 @@ pub fn is_udp_bound(port: u16) -> bool {
     })
 }
 
-/// Waits (bounded) until a UDP socket is bound to `port`.
-pub fn wait_for_udp_port(port: u16) {
+/// Polls `check` every 10 ms for up to 10 s; panics naming `what` if it
+/// never holds.
+pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if is_udp_bound(port) {
-            return;
-        }
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         thread::sleep(Duration::from_millis(10));
     }
-    panic!("nothing is bound to UDP port {port}");
+}
+
+/// Waits (bounded) until a UDP socket is bound to `port`.
+pub fn wait_for_udp_port(port: u16) {
+    wait_until(&format!("UDP port {port} to be bound"), || {
+        is_udp_bound(port)
+    });
 }
 
 /// Waits until something listens on `port`.
 pub fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if is_listening(port) {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-    panic!("nothing listens on port {port}");
+    wait_until(&format!("a listener on port {port}"), || is_listening(port));
 }
 
 pub fn wait_for_addr(addr: SocketAddr) {
