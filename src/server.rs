@@ -218,6 +218,19 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     shared.info().listen = Some(listen_spec.clone());
     build_servers(&shared, &cl, &backends, listen_addr.port())?;
     let backlog = shared.lock().settings.listen_queue;
+    // Signals are caught before anything can see that we are up (an open
+    // port, or the daemon's parent returning): a TERM sent right after that
+    // must stop pen cleanly (exit 0, pid file removed), not kill it. The
+    // acceptor acts on a signal recorded before its loop starts. A daemon
+    // installs them after detaching, so the waiting parent keeps the
+    // default actions.
+    let install_signals = || {
+        sys::signal::install(shared.wake_write_fd().as_raw_fd())
+            .map_err(|e| fatal(format!("can't install signal handlers: {e}")))
+    };
+    if cl.foreground {
+        install_signals()?;
+    }
     let control = match &cl.control {
         Some(spec) if sys::process::getuid() == 0 && cl.user.is_none() => {
             let _ = spec;
@@ -256,7 +269,12 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         None
     } else {
         sys::syslog::open(c"pen");
-        Some(crate::daemon::detach().map_err(|e| fatal(e.to_string()))?)
+        let report = crate::daemon::detach().map_err(|e| fatal(e.to_string()))?;
+        if let Err(e) = install_signals() {
+            report.failed(&format!("pen: {e}"));
+            std::process::exit(1);
+        }
+        Some(report)
     };
     let pid_file = match finish_startup(&shared, &cl, account.as_ref()) {
         Ok(p) => p,
@@ -272,8 +290,6 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         r.ready();
         log::use_syslog(true);
     }
-    sys::signal::install(shared.wake_write_fd().as_raw_fd())
-        .map_err(|e| fatal(format!("can't install signal handlers: {e}")))?;
     {
         let mut b = shared.lock();
         b.running = true;

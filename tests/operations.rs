@@ -225,9 +225,15 @@ fn usr1_prints_parseable_statistics_on_stdout() {
             }
             thread::sleep(Duration::from_millis(20));
         };
-        let settled = out
-            .lines()
-            .any(|l| l.starts_with("server index=0 ") && l.contains(" sent=1000 "));
+        // Live counters show the bytes while the pair runs; only its end
+        // frees the connection and credits the client.
+        let settled = out.contains("connections=1 ")
+            && out.lines().any(|l| {
+                l.starts_with("client ")
+                    && l.contains(" addr=127.0.0.2 ")
+                    && l.contains(" sent=1000 ")
+                    && l.contains(" received=1000")
+            });
         if settled || Instant::now() > deadline {
             break out;
         }

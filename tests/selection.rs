@@ -223,10 +223,12 @@ fn soft_and_hard_limits() {
 #[test]
 fn tracking_time_forgets_clients() {
     let b = farm(3, Behaviour::Name);
-    let pen = start(&["-T", "1"], &specs(&b));
+    // -T 2, not 1: the second client must still be remembered even if a
+    // loaded machine puts a second between the first two.
+    let pen = start(&["-T", "2"], &specs(&b));
     assert_eq!(ask("127.0.0.1", pen.port), "S1");
     assert_eq!(ask("127.0.0.1", pen.port), "S1");
-    std::thread::sleep(Duration::from_millis(2100));
+    std::thread::sleep(Duration::from_millis(3100));
     // Forgotten: placed afresh by round robin (next is 2).
     assert_eq!(ask("127.0.0.1", pen.port), "S2");
 }

@@ -60,12 +60,16 @@ fn transparent_uses_the_client_address() {
     // Allowed as root with CAP_NET_ADMIN; otherwise pen refuses to start
     // with a clear message.
     let mut pen = pen;
-    if let Some(code) = pen.wait_exit(Duration::from_millis(500)) {
+    let mut exited = None;
+    wait_until("pen to listen or refuse", || {
+        exited = pen.wait_exit(Duration::from_millis(10));
+        exited.is_some() || is_listening(port)
+    });
+    if let Some(code) = exited {
         assert_eq!(code, 1);
         assert!(pen.stderr().contains("IP_TRANSPARENT"), "{}", pen.stderr());
         return;
     }
-    wait_for_port(port);
     assert_eq!(ask("127.0.0.42", port), "127.0.0.42");
 }
 

@@ -318,7 +318,8 @@ fn stalled_handshake_times_out_while_others_are_served() {
             "-K",
             &key,
             "-o",
-            "ssl_handshake_timeout 1",
+            // Long enough for a real client's handshake on a loaded machine.
+            "ssl_handshake_timeout 3",
         ],
         &[backend.spec()],
     );
