@@ -26,7 +26,7 @@
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::balancer::FastClose;
@@ -483,6 +483,50 @@ fn pump_copy(
     }
 }
 
+/// A yield that took longer than this handed the core to something that
+/// does not block soon: a CPU-bound process here, which the scheduler lets
+/// run for its whole slice (1.5 to 4 ms) before it returns to the yielder.
+/// Other pairs' threads give the core back within microseconds.
+const SLOW_YIELD: Duration = Duration::from_micros(1500);
+/// How long pairs stop yielding after a slow yield. Short, because a
+/// hypervisor pausing this VM looks the same; long enough that a CPU-bound
+/// neighbour costs one delayed message per pair every quarter second
+/// instead of a slice per message (measured in bench/README.md).
+const YIELD_PAUSE: Duration = Duration::from_millis(250);
+
+/// Microseconds on [`clock_us`] before which no pair yields.
+static YIELD_PAUSED_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+/// Microseconds since a process-wide origin (a vDSO clock read).
+fn clock_us() -> u64 {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(std::time::Instant::now);
+    u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Until when yields pause, after one that started at `start_us` and took
+/// `took_us`; `None` if it was quick.
+fn pause_after(start_us: u64, took_us: u64) -> Option<u64> {
+    let slow = u64::try_from(SLOW_YIELD.as_micros()).unwrap_or(u64::MAX);
+    let pause = u64::try_from(YIELD_PAUSE.as_micros()).unwrap_or(u64::MAX);
+    (took_us > slow).then(|| start_us.saturating_add(took_us).saturating_add(pause))
+}
+
+/// sched_yield, unless a recent one showed a CPU-bound neighbour on this
+/// core: yielding to it would delay every message by a time slice, where a
+/// thread that sleeps in poll() and is woken by its data preempts it.
+fn conversation_yield() {
+    let start = clock_us();
+    if start < YIELD_PAUSED_UNTIL.load(Ordering::Relaxed) {
+        return;
+    }
+    std::thread::yield_now();
+    let took = clock_us().saturating_sub(start);
+    if let Some(until) = pause_after(start, took) {
+        YIELD_PAUSED_UNTIL.fetch_max(until, Ordering::Relaxed);
+    }
+}
+
 /// Which way the last bytes moved.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Turn {
@@ -599,7 +643,7 @@ pub fn relay(
                 // sleep-and-wake-up cycles (a costly cross-CPU wake-up each)
                 // into a poll() that returns at once. Measured in
                 // bench/README.md; a pair with one exchange does not yield.
-                std::thread::yield_now();
+                conversation_yield();
             }
             match poll::poll(&mut fds, timeout) {
                 Ok(0) if buffered => {}
@@ -691,4 +735,27 @@ pub fn relay(
         pipes.down = down_pipe;
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quick_yields_do_not_pause_yielding() {
+        assert_eq!(pause_after(10_000, 0), None);
+        assert_eq!(pause_after(10_000, 300), None);
+        assert_eq!(pause_after(10_000, 1_500), None);
+    }
+
+    #[test]
+    fn a_slow_yield_pauses_yielding_from_its_end() {
+        assert_eq!(pause_after(10_000, 1_501), Some(10_000 + 1_501 + 250_000));
+        assert_eq!(pause_after(0, 4_000), Some(254_000));
+    }
+
+    #[test]
+    fn pause_arithmetic_saturates() {
+        assert_eq!(pause_after(u64::MAX - 10, 5_000), Some(u64::MAX));
+    }
 }
