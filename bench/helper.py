@@ -205,6 +205,9 @@ METRICS = [
     ("d", "threads", "threads, pairs held", "low"),
     ("d", "fds_per_pair", "descriptors / pair", "low"),
     ("d", "ok", "replies OK after", "high"),
+    ("n", "rps", "requests/s", "high"),
+    ("n", "p99_ms", "p99 latency ms", "low"),
+    ("n", "errors", "wrk errors", "low"),
     ("s", "startup_ms", "start-up ms", "low"),
     ("z", "stripped_bytes", "stripped bytes", "low"),
 ]
@@ -214,6 +217,7 @@ TITLES = {
     "b": "(b) new connection per request (wrk -t2 -c50, Connection: close)",
     "c": "(c) bulk: 100 MB bodies (curl, one connection)",
     "d": "(d) idle client connections held through the balancer",
+    "n": "(n) keep-alive beside a CPU-bound process on the balancer's core (wrk -t2 -c10)",
     "s": "start-up: exec to first relayed reply",
     "z": "binary size (stripped)",
 }

@@ -13,7 +13,9 @@ usage: bench/run.sh [options]
   -r, --rounds N       rounds (contenders interleaved in each round) [3]
   -d, --duration S     seconds per wrk run for (a) and (b) [10]
   -q, --quick          smoke run: 1 round, 3 s runs, 3 bulk transfers
-  -w, --workloads LIST comma-separated subset of a,b,c,d,s,z [a,b,c,d,s,z];
+  -w, --workloads LIST comma-separated subset of a,b,c,d,n,s,z
+                       [a,b,c,d,n,s,z]; n: keep-alive (wrk -c10) with a
+                       CPU-bound process pinned to the balancer's core;
                        also p: per-request context switches (perf stat) and
                        syscalls (strace -c -f) of each balancer under (a), (b)
   -c, --contenders LIST comma-separated subset of ours,pen,haproxy,direct
@@ -35,7 +37,7 @@ DURATION=10
 BULK_FETCHES=${BULK_FETCHES:-10}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 STARTUP_REPS=${STARTUP_REPS:-5}
-WORKLOADS=a,b,c,d,s,z
+WORKLOADS=a,b,c,d,n,s,z
 CONTENDERS=ours,pen,haproxy,direct
 OUT=/tmp/pen-bench-$(date +%Y%m%d-%H%M%S).tsv
 OURS=${OURS:-$REPO/target/release/pen}
@@ -259,7 +261,7 @@ run_wrk() { # round workload contender extra-wrk-args...
     local c0=0 c1=0
     [ -z "$BALANCER_PID" ] || c0=$(cpu_ticks "$BALANCER_PID")
     local out
-    out=$(taskset -c "$LOAD_CPU" wrk -t2 -c50 -d"${DURATION}s" --latency "$@" "$url" 2>&1)
+    out=$(taskset -c "$LOAD_CPU" wrk -t2 -c"${WRK_CONNS:-50}" -d"${DURATION}s" --latency "$@" "$url" 2>&1)
     [ -z "$BALANCER_PID" ] || c1=$(cpu_ticks "$BALANCER_PID")
     stop_contender
     echo "$out" >"$WORK/wrk-$round-$workload-$name.log"
@@ -277,6 +279,18 @@ run_wrk() { # round workload contender extra-wrk-args...
             "$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.4f", t / hz / n * 100000 }')"
     fi
     echo "  $workload $name: ${rps:-?} req/s, p99 ${p99:-?}, errors $errors" >&2
+}
+
+# (n): keep-alive at a lower concurrency while a CPU-bound process shares
+# the balancer's core, as on a busy host. A balancer that yields the CPU
+# or spins instead of sleeping shows here as requests/s and p99 collapse.
+run_neighbour() { # round contender
+    local round=$1 name=$2 hog
+    taskset -c "$BALANCER_CPU" sh -c 'while :; do :; done' &
+    hog=$!
+    PIDS+=("$hog")
+    WRK_CONNS=10 run_wrk "$round" n "$name"
+    stop "$hog" KILL
 }
 
 # (c): fetch the 100 MB body BULK_FETCHES times over one connection.
@@ -411,7 +425,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
         order+=("${CONTENDER_LIST[$(((i + round - 1) % n))]}")
     done
     echo "round $round/$ROUNDS: ${order[*]} (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-    for w in a b c d s p; do
+    for w in a b c d n s p; do
         case ",$WORKLOADS," in *,$w,*) ;; *) continue ;; esac
         for name in "${order[@]}"; do
             case $w in
@@ -419,6 +433,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 b) run_wrk "$round" b "$name" -H 'Connection: close' ;;
                 c) run_bulk "$round" "$name" ;;
                 d) run_idle "$round" "$name" ;;
+                n) run_neighbour "$round" "$name" ;;
                 s) run_startup "$round" "$name" ;;
                 p) run_profile "$round" "$name" ;;
             esac
