@@ -90,6 +90,16 @@ fn start_pen(args: &[&str], backends: &[String]) -> Pen {
     Pen::start(port, &all)
 }
 
+/// Starts pen terminating TLS with `dir`'s server certificate and key,
+/// plus `extra` options, in front of `backends`.
+fn start_tls_pen(dir: &Path, extra: &[&str], backends: &[String]) -> Pen {
+    let cert = path_str(dir, "server.crt");
+    let key = path_str(dir, "server.key");
+    let mut args = vec!["-E", cert.as_str(), "-K", key.as_str()];
+    args.extend_from_slice(extra);
+    start_pen(&args, backends)
+}
+
 /// A backend that echoes the first `limit` bytes of each connection, then
 /// closes it (a client that never sends EOF still gets a complete echo).
 struct LimitedEcho {
@@ -143,9 +153,7 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 fn tls13_and_tls12_clients_get_the_backend_bytes() {
     let dir = pki("versions");
     let backend = Backend::start("<web1>", Behaviour::Name);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
-    let pen = start_pen(&["-E", &cert, "-K", &key], &[backend.spec()]);
+    let pen = start_tls_pen(&dir, &[], &[backend.spec()]);
 
     let out = ask_tls(&dir, pen.port, &["-tls1_3", "-CAfile", "ca.crt"]);
     assert!(got(&out, "<web1>"), "{}", out.text());
@@ -186,9 +194,7 @@ fn one_megabyte_each_way_arrives_intact_and_is_counted() {
     const SIZE: usize = 1 << 20;
     let dir = pki("bulk");
     let echo = LimitedEcho::start(SIZE);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
-    let pen = start_pen(&["-E", &cert, "-K", &key], &[echo.spec()]);
+    let pen = start_tls_pen(&dir, &[], &[echo.spec()]);
     let data = random_bytes(42, SIZE);
     let out = s_client(&dir, pen.port, &["-quiet"], data.clone());
     assert_eq!(out.stdout.len(), SIZE, "{}", out.stderr);
@@ -282,13 +288,8 @@ fn sni_picks_the_certificate_by_name_and_refuses_escapes() {
     // reach it (spec quirks.md Q28).
     make_leaf(&dir, "ca", "x", "escaped.test", 0x4003);
     let backend = Backend::start("<web>", Behaviour::Name);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
     let sni_command = format!("ssl_sni_path {}", sni.display());
-    let pen = start_pen(
-        &["-E", &cert, "-K", &key, "-o", &sni_command],
-        &[backend.spec()],
-    );
+    let pen = start_tls_pen(&dir, &["-o", &sni_command], &[backend.spec()]);
     for (name, cn) in [
         ("www.example.test", "www.example.test"),
         ("mail.example.test", "mail.example.test"),
@@ -308,15 +309,10 @@ fn sni_picks_the_certificate_by_name_and_refuses_escapes() {
 fn stalled_handshake_times_out_while_others_are_served() {
     let dir = pki("stall");
     let backend = Backend::start("<busy>", Behaviour::Name);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
-    let pen = start_pen(
+    let pen = start_tls_pen(
+        &dir,
         &[
             "-d",
-            "-E",
-            &cert,
-            "-K",
-            &key,
             "-o",
             // Long enough for a real client's handshake on a loaded machine.
             "ssl_handshake_timeout 3",
@@ -355,12 +351,7 @@ fn stalled_handshake_times_out_while_others_are_served() {
 fn ssl_option_no_tlsv1_2_refuses_tls12() {
     let dir = pki("notls12");
     let backend = Backend::start("<modern>", Behaviour::Name);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
-    let pen = start_pen(
-        &["-E", &cert, "-K", &key, "-o", "ssl_option no_tlsv1.2"],
-        &[backend.spec()],
-    );
+    let pen = start_tls_pen(&dir, &["-o", "ssl_option no_tlsv1.2"], &[backend.spec()]);
     let out = ask_tls(&dir, pen.port, &["-tls1_2"]);
     assert!(!out.status.success(), "{}", out.text());
     assert!(!got(&out, "<modern>"), "{}", out.text());
@@ -372,12 +363,7 @@ fn ssl_option_no_tlsv1_2_refuses_tls12() {
 fn minimum_protocol_option() {
     let dir = pki("minproto");
     let backend = Backend::start("<min>", Behaviour::Name);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
-    let pen = start_pen(
-        &["-E", &cert, "-K", &key, "-L", "tls1.3", "-Z"],
-        &[backend.spec()],
-    );
+    let pen = start_tls_pen(&dir, &["-L", "tls1.3", "-Z"], &[backend.spec()]);
     let out = ask_tls(&dir, pen.port, &["-tls1_2"]);
     assert!(!got(&out, "<min>"), "{}", out.text());
     let out = ask_tls(&dir, pen.port, &[]);
@@ -390,10 +376,8 @@ fn ocsp_stapling_sends_the_file() {
     make_ocsp_response(&dir, "ca", 0x1001, "default.test", "server.ocsp");
     let want = file_ocsp_signature(&dir.join("server.ocsp"));
     let backend = Backend::start("<stapled>", Behaviour::Name);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
     let ocsp = format!("ssl_ocsp_response {}", dir.join("server.ocsp").display());
-    let pen = start_pen(&["-E", &cert, "-K", &key, "-o", &ocsp], &[backend.spec()]);
+    let pen = start_tls_pen(&dir, &["-o", &ocsp], &[backend.spec()]);
     let out = ask_tls(&dir, pen.port, &["-status"]);
     assert!(
         out.text().contains("OCSP Response Status: successful"),
@@ -412,15 +396,10 @@ fn run_time_changes_apply_to_new_connections() {
     let dir = pki("runtime");
     make_ocsp_response(&dir, "ca", 0x1001, "default.test", "server.ocsp");
     let backend = Backend::start("<live>", Behaviour::Name);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
     let config = dir.join("pen.cfg");
     std::fs::write(&config, "# nothing yet\n").expect("write config");
     let config_arg = config.display().to_string();
-    let pen = start_pen(
-        &["-E", &cert, "-K", &key, "-F", &config_arg],
-        &[backend.spec()],
-    );
+    let pen = start_tls_pen(&dir, &["-F", &config_arg], &[backend.spec()]);
     let out = ask_tls(&dir, pen.port, &["-tls1_2", "-status"]);
     assert!(got(&out, "<live>"), "{}", out.text());
     assert!(
@@ -467,14 +446,9 @@ fn run_time_changes_apply_to_new_connections() {
 fn request_log_sees_decrypted_requests() {
     let dir = pki("reqlog");
     let backend = Backend::start("<logged>", Behaviour::NameAndHold);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
     let log = dir.join("requests.log");
     let log_arg = log.display().to_string();
-    let pen = start_pen(
-        &["-E", &cert, "-K", &key, "-l", &log_arg],
-        &[backend.spec()],
-    );
+    let pen = start_tls_pen(&dir, &["-l", &log_arg], &[backend.spec()]);
     // The backend holds the connection until the client closes: s_client
     // without -ign_eof closes at the end of its input.
     let child = Command::new("openssl")
@@ -572,14 +546,9 @@ fn thousand_tls_connections_leave_rss_flat() {
         0x7001,
     );
     let backend = Backend::start("<rss>", Behaviour::Name);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
     let sni_command = format!("ssl_sni_path {}", sni.display());
     let ocsp = format!("ssl_ocsp_response {}", dir.join("server.ocsp").display());
-    let pen = start_pen(
-        &["-E", &cert, "-K", &key, "-o", &sni_command, "-o", &ocsp],
-        &[backend.spec()],
-    );
+    let pen = start_tls_pen(&dir, &["-o", &sni_command, "-o", &ocsp], &[backend.spec()]);
     let mut warm = 0;
     for i in 0..TOTAL {
         let args: &[&str] = match i % 4 {
@@ -604,9 +573,7 @@ fn http_mode_announces_https() {
     let request = b"GET /secure HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
     let want = b"GET /secure HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n";
     let echo = LimitedEcho::start(want.len());
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
-    let pen = start_pen(&["-H", "-E", &cert, "-K", &key], &[echo.spec()]);
+    let pen = start_tls_pen(&dir, &["-H"], &[echo.spec()]);
     let out = s_client(&dir, pen.port, &["-quiet"], request);
     let got = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
