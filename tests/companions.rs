@@ -163,6 +163,20 @@ this is not a pen log line
 10.1.1.5 1795683630 127.0.0.2 GET /far HTTP/1.0
 ";
 
+/// `penlogd -f -a ADDR -l LOG PORT`, killed when the guard drops.
+fn foreground_penlogd(addr: &str, log: &Path, port: u16) -> ChildGuard {
+    ChildGuard(
+        Command::new(PENLOGD)
+            .args(["-f", "-a", addr, "-l"])
+            .arg(log)
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 #[test]
 fn mergelogs_substitutes_clients_oldest_line_first() {
     let dir = TempDir::new("merge");
@@ -441,21 +455,7 @@ fn penlog_to_penlogd_substitutes_the_real_client() {
     let dir = TempDir::new("penlogd");
     let log = dir.path("access.log");
     let port = free_udp_port();
-    let _daemon = ChildGuard(
-        Command::new(PENLOGD)
-            .args([
-                "-f",
-                "-a",
-                "127.0.0.1",
-                "-l",
-                log.to_str().unwrap(),
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = foreground_penlogd("127.0.0.1", &log, port);
     let penlogd: SocketAddr = ([127, 0, 0, 1], port).into();
     let pen = UdpSocket::bind("127.0.0.1:0").unwrap();
     let prober = UdpSocket::bind("127.0.0.9:0").unwrap();
@@ -520,20 +520,7 @@ fn penlogd_over_ipv6() {
     drop(probe_v6);
     let dir = TempDir::new("penlogd6");
     let log = dir.path("access.log");
-    let _daemon = ChildGuard(
-        Command::new(PENLOGD)
-            .args([
-                "-f",
-                "-a",
-                "::1",
-                "-l",
-                log.to_str().unwrap(),
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = foreground_penlogd("::1", &log, port);
     let penlogd = SocketAddr::new("::1".parse().unwrap(), port);
     let pen = UdpSocket::bind("[::1]:0").unwrap();
     let prober = UdpSocket::bind("[::1]:0").unwrap();
@@ -560,20 +547,7 @@ fn penlogd_reopens_its_log_on_hup() {
     let log = dir.path("access.log");
     let rotated = dir.path("access.log.1");
     let port = free_udp_port();
-    let daemon = ChildGuard(
-        Command::new(PENLOGD)
-            .args([
-                "-f",
-                "-a",
-                "127.0.0.1",
-                "-l",
-                log.to_str().unwrap(),
-                &port.to_string(),
-            ])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = foreground_penlogd("127.0.0.1", &log, port);
     let penlogd: SocketAddr = ([127, 0, 0, 1], port).into();
     let prober = UdpSocket::bind("127.0.0.9:0").unwrap();
     sync_with_penlogd(&prober, penlogd, &log, "before");
