@@ -222,8 +222,8 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     // port, or the daemon's parent returning): a TERM sent right after that
     // must stop pen cleanly (exit 0, pid file removed), not kill it. The
     // acceptor acts on a signal recorded before its loop starts. A daemon
-    // installs them after detaching, so the waiting parent keeps the
-    // default actions.
+    // installs them after detaching (so the waiting parent keeps the
+    // default actions), as the first of the steps that report to it.
     let install_signals = || {
         sys::signal::install(shared.wake_write_fd().as_raw_fd())
             .map_err(|e| fatal(format!("can't install signal handlers: {e}")))
@@ -269,14 +269,15 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         None
     } else {
         sys::syslog::open(c"pen");
-        let report = crate::daemon::detach().map_err(|e| fatal(e.to_string()))?;
-        if let Err(e) = install_signals() {
-            report.failed(&format!("pen: {e}"));
-            std::process::exit(1);
-        }
-        Some(report)
+        Some(crate::daemon::detach().map_err(|e| fatal(e.to_string()))?)
     };
-    let pid_file = match finish_startup(&shared, &cl, account.as_ref()) {
+    let daemon_signals = if cl.foreground {
+        Ok(())
+    } else {
+        install_signals()
+    };
+    let started = daemon_signals.and_then(|()| finish_startup(&shared, &cl, account.as_ref()));
+    let pid_file = match started {
         Ok(p) => p,
         Err(e) => {
             if let Some(r) = report {

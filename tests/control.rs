@@ -172,15 +172,12 @@ fn settings_change_live_traffic() {
     assert_eq!(ask("127.0.0.9", p), "S2");
     // The last pair leaves the server's count a moment after its reply:
     // ask again (bounded) until it has.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut servers = ctl(f.cport, "servers");
-    while servers.starts_with("0 addr 127.0.0.1 port ")
-        && !servers.lines().next().unwrap_or("").contains(" conn 0 ")
-        && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(20));
+    let mut servers = String::new();
+    poll_until(|| {
         servers = ctl(f.cport, "servers");
-    }
+        !servers.starts_with("0 addr 127.0.0.1 port ")
+            || servers.lines().next().unwrap_or("").contains(" conn 0 ")
+    });
     assert!(
         servers.starts_with(&format!(
             "0 addr 127.0.0.1 port {} conn 0 max 0 hard 0 weight 1 prio 0",
@@ -460,10 +457,7 @@ fn config_file_at_start_up_and_on_hup() {
     // a broken file on HUP keeps the running configuration
     std::fs::write(&cfg, "server 1 port 1\nbogus line\n").unwrap();
     pen.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !pen.stderr().contains("bogus") && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(|| pen.stderr().contains("bogus"));
     assert!(pen.stderr().contains("bogus"), "{}", pen.stderr());
     assert_eq!(ask("127.0.0.1", port), "S2");
 }

@@ -110,16 +110,12 @@ fn runs_as_the_given_user() {
             .unwrap()
             .to_string()
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (uid, gid) = loop {
+    let (mut uid, mut gid) = (String::new(), String::new());
+    poll_until(|| {
         let status = std::fs::read_to_string(format!("/proc/{}/status", pen.pid())).unwrap();
-        let (uid, gid) = (line(&status, "Uid:"), line(&status, "Gid:"));
-        let dropped = uid.split_whitespace().skip(1).all(|u| u == nobody);
-        if dropped || Instant::now() > deadline {
-            break (uid, gid);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        (uid, gid) = (line(&status, "Uid:"), line(&status, "Gid:"));
+        uid.split_whitespace().skip(1).all(|u| u == nobody)
+    });
     assert!(uid.split_whitespace().skip(1).all(|u| u == nobody), "{uid}");
     assert!(!gid.split_whitespace().skip(1).any(|g| g == "0"), "{gid}");
 }
@@ -209,36 +205,32 @@ fn usr1_prints_parseable_statistics_on_stdout() {
     assert_eq!(back.len(), 1000);
     // The pair accounts its bytes when it ends, a moment after the client
     // saw the echo: ask again (bounded) until that report is in.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let last_report = |all: &str| {
+        let last = all.rsplit("pen-stats ").next().unwrap_or("");
+        format!("pen-stats {last}")
+    };
     let mut reports = 0;
-    let out = loop {
+    let mut out = String::new();
+    poll_until(|| {
         reports += 1;
         pen.signal("USR1");
-        let wait = Instant::now() + Duration::from_secs(5);
-        let out = loop {
-            let out = pen.stdout();
-            let last = out.rsplit("pen-stats ").next().unwrap_or("");
-            if (out.matches("pen-stats ").count() >= reports && last.contains("connection index="))
-                || Instant::now() > wait
-            {
-                break format!("pen-stats {last}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
+        // Wait for this report to be written whole.
+        poll_until(|| {
+            let all = pen.stdout();
+            all.matches("pen-stats ").count() >= reports
+                && last_report(&all).contains("connection index=")
+        });
+        out = last_report(&pen.stdout());
         // Live counters show the bytes while the pair runs; only its end
         // frees the connection and credits the client.
-        let settled = out.contains("connections=1 ")
+        out.contains("connections=1 ")
             && out.lines().any(|l| {
                 l.starts_with("client ")
                     && l.contains(" addr=127.0.0.2 ")
                     && l.contains(" sent=1000 ")
                     && l.contains(" received=1000")
-            });
-        if settled || Instant::now() > deadline {
-            break out;
-        }
-        thread::sleep(Duration::from_millis(50));
-    };
+            })
+    });
     let lines: Vec<&str> = out.lines().collect();
     let header = lines.iter().find(|l| l.starts_with("pen-stats ")).unwrap();
     assert_eq!(field(header, "servers"), "2");

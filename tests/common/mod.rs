@@ -184,46 +184,48 @@ pub fn run_pen(args: &[&str]) -> (Option<i32>, String, String) {
     }
 }
 
-/// Whether a TCP socket listens on `port` (read from /proc, so that
+/// Whether a line of /proc/net/`table` (and its IPv6 twin) has local port
+/// `port` and, if given, socket state `state` (read from /proc, so that
 /// checking does not itself become a client of the balancer).
-pub fn is_listening(port: u16) -> bool {
-    let want = format!(":{port:04X} ");
-    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|f| {
-        std::fs::read_to_string(f)
+fn proc_net_has(table: &str, port: u16, state: Option<&str>) -> bool {
+    let want = format!(":{port:04X}");
+    [table.to_string(), format!("{table}6")].iter().any(|t| {
+        std::fs::read_to_string(format!("/proc/net/{t}"))
             .unwrap_or_default()
             .lines()
             .skip(1)
             .any(|l| {
                 let cols: Vec<&str> = l.split_whitespace().collect();
-                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&want) && cols[3] == "0A"
+                cols.len() > 3 && cols[1].ends_with(&want) && state.is_none_or(|st| cols[3] == st)
             })
     })
 }
 
-/// Whether a UDP socket is bound to `port` (read from /proc).
+/// Whether a TCP socket listens on `port`.
+pub fn is_listening(port: u16) -> bool {
+    proc_net_has("tcp", port, Some("0A"))
+}
+
+/// Whether a UDP socket is bound to `port`.
 pub fn is_udp_bound(port: u16) -> bool {
-    let want = format!(":{port:04X}");
-    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|f| {
-        std::fs::read_to_string(f)
-            .unwrap_or_default()
-            .lines()
-            .skip(1)
-            .any(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|local| local.ends_with(&want))
-            })
-    })
+    proc_net_has("udp", port, None)
 }
 
-/// Polls `check` every 10 ms for up to 10 s; panics naming `what` if it
-/// never holds.
-pub fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+/// Polls `check` every 10 ms for up to 10 s; whether it came to hold.
+pub fn poll_until(mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() > deadline {
+            return false;
+        }
         thread::sleep(Duration::from_millis(10));
     }
+    true
+}
+
+/// [`poll_until`], panicking naming `what` if `check` never holds.
+pub fn wait_until(what: &str, check: impl FnMut() -> bool) {
+    assert!(poll_until(check), "timed out waiting for {what}");
 }
 
 /// Waits (bounded) until a UDP socket is bound to `port`.
