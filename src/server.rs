@@ -29,6 +29,9 @@ const PAIR_STACK: usize = 128 * 1024;
 const PARKED_THREAD_LIFETIME: Duration = Duration::from_secs(5);
 /// A control client must send its command within this time.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a control client that sent part of a line without a
+/// terminator may stay quiet before that text is run as the command.
+const UNTERMINATED_COMMAND_QUIET: Duration = Duration::from_millis(100);
 
 /// Mirrors the `abort_on_error` setting for the fatal-error path.
 static ABORT_ON_ERROR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -486,11 +489,20 @@ fn serve_control(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
     let mut buf = Vec::with_capacity(256);
     let mut chunk = [0u8; 1024];
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let mut left = deadline.saturating_duration_since(Instant::now());
+        if !buf.is_empty() {
+            // pen runs whatever its one recv() got, and a terminator is
+            // optional (spec control.md §2): a client that sent a command
+            // without one and waits for the reply gets it once it has been
+            // quiet for a moment. Pieces arriving within that moment are
+            // joined, where pen would run the first piece alone.
+            left = left.min(UNTERMINATED_COMMAND_QUIET);
+        }
         if left.is_zero() {
             return;
         }
         match sys::poll::wait_one(fd.as_raw_fd(), sys::poll::IN, Some(left)) {
+            Ok(0) if !buf.is_empty() => break,
             Ok(0) => return,
             Ok(_) => {}
             Err(_) => return,

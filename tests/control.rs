@@ -115,6 +115,14 @@ fn captured_exchanges_give_the_same_bytes() {
     s.read_to_string(&mut out).unwrap();
     assert_eq!(out, "3\n");
     assert_eq!(ctl(f.cport, "timeout\r"), "3\n");
+    // No terminator and the client waits with its socket open (as
+    // `printf timeout | nc -q 5` does): pen answers what its recv() got.
+    let mut s = TcpStream::connect(local(f.cport)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"timeout").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "3\n");
 }
 
 #[test]
