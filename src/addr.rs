@@ -225,14 +225,13 @@ pub fn parse_backend(
         return Err(AddrError::TooManyFields(spec.to_string()));
     }
     let field = |i: usize| fields.get(i).copied().filter(|f| !f.is_empty());
-    let port = match field(0) {
-        Some(p) => parse_port(p, proto)?,
-        None => match host {
-            // pen reports Unix backends with port 1; the port is unused.
-            Host::Unix(_) => 1,
-            _ if default_port == 0 => return Err(AddrError::NeedsPort(spec.to_string())),
-            _ => default_port,
-        },
+    let port = match (&host, field(0)) {
+        // A Unix socket has no port: pen reports 1 whatever the port field
+        // says (spec cli.md §5), and so do we.
+        (Host::Unix(_), _) => 1,
+        (_, Some(p)) => parse_port(p, proto)?,
+        _ if default_port == 0 => return Err(AddrError::NeedsPort(spec.to_string())),
+        _ => default_port,
     };
     let number = |i: usize, name: &'static str| -> Result<u32, AddrError> {
         match field(i) {
@@ -343,6 +342,9 @@ mod tests {
         assert_eq!(b.port, 8080);
         let b = parse_backend("/run/x.sock", 0, Proto::Tcp).unwrap();
         assert_eq!(b.host, Host::Unix("/run/x.sock".into()));
+        assert_eq!(b.port, 1);
+        let b = parse_backend("/run/x.sock:80:5", 0, Proto::Tcp).unwrap();
+        assert_eq!((b.port, b.max_conns), (1, 5));
         assert_eq!(b.port, 1);
     }
 

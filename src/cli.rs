@@ -232,15 +232,20 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             'T' => cl.steps.push(quiet(format!("tracking {}", number('T', &v, 0)?))),
             'b' => cl.steps.push(quiet(format!("blacklist {}", number('b', &v, 0)?))),
             't' => cl.steps.push(quiet(format!("timeout {}", number('t', &v, 1)?))),
+            // 0 keeps the default, as in pen (spec cli.md §3).
             'c' => {
-                let n = number('c', &v, 1)? as usize;
-                cl.clients_max = Some(n);
-                cl.steps.push(quiet(format!("clients_max {n}")));
+                let n = number('c', &v, 0)? as usize;
+                if n > 0 {
+                    cl.clients_max = Some(n);
+                    cl.steps.push(quiet(format!("clients_max {n}")));
+                }
             }
             'x' => {
-                let n = number('x', &v, 1)? as usize;
-                cl.conn_max = Some(n);
-                cl.steps.push(quiet(format!("conn_max {n}")));
+                let n = number('x', &v, 0)? as usize;
+                if n > 0 {
+                    cl.conn_max = Some(n);
+                    cl.steps.push(quiet(format!("conn_max {n}")));
+                }
             }
             'm' => {
                 let mut n = number('m', &v, i64::MIN)?;
@@ -504,6 +509,21 @@ mod tests {
     fn help_and_version() {
         assert!(matches!(parse(&args("--help")), Ok(Invocation::Help)));
         assert!(matches!(parse(&args("--version")), Ok(Invocation::Version)));
+    }
+
+    #[test]
+    fn zero_table_sizes_keep_the_defaults() {
+        let cl = run("-c 0 -x 0 80");
+        assert_eq!(cl.clients_max, None);
+        assert_eq!(cl.conn_max, None);
+        assert!(cl.steps.is_empty());
+        let cl = run("-c 7 -x 9 80");
+        assert_eq!(cl.clients_max, Some(7));
+        assert_eq!(cl.conn_max, Some(9));
+        assert!(matches!(
+            parse(&args("-c -1 80")),
+            Err(CliError::BadNumber { opt: 'c', .. })
+        ));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!
 //! Differences from pen 0.34.1: arguments must be well-formed (pen's `atoi`
 //! turned "abc" into 0); a command pen accepts but ignores or crashes on
-//! (`idlers N`, `dummy`, `peek`, `dsr_if`, `tarpit_acl N`, `block`,
+//! (`idlers N`, `dummy`, `peek`, `dsr_if`, `tarpit_acl N` for N >= 0, `block`,
 //! `delayed_forward`, a missing argument) gets an error reply instead; error
 //! replies are one line starting with `error: `.
 
@@ -353,7 +353,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             }
         },
         "tarpit_acl" => match arg {
-            None => Command::TarpitAcl,
+            // -1, the default, switches tarpitting off: nothing to refuse.
+            None | Some("-1") => Command::TarpitAcl,
             Some(_) => return Err(invalid(
                 "tarpit_acl: tarpitting needs direct server return (DSR), which is not supported",
             )),
@@ -449,8 +450,19 @@ pub fn apply_server(b: &mut Balancer, n: usize, settings: &[ServerSetting], now:
                 let slot = &mut b.servers.backends[n];
                 match s {
                     ServerSetting::Acl(a) => slot.acl = *a,
-                    ServerSetting::Address(h) => slot.host = h.clone(),
-                    ServerSetting::Port(p) => slot.port = *p,
+                    ServerSetting::Address(h) => {
+                        // pen reports (and writes) port 1 for a Unix
+                        // backend, whose address has no port (spec cli.md §5).
+                        if matches!(h, Host::Unix(_)) {
+                            slot.port = 1;
+                        }
+                        slot.host = h.clone();
+                    }
+                    ServerSetting::Port(p) => {
+                        if !matches!(slot.host, Host::Unix(_)) {
+                            slot.port = *p;
+                        }
+                    }
                     ServerSetting::Max(m) => slot.max_conns = *m,
                     ServerSetting::Hard(h) => slot.hard_limit = *h,
                     ServerSetting::Weight(w) => slot.weight = *w,
@@ -697,6 +709,35 @@ mod tests {
         b.running = true;
         assert_eq!(run(&mut b, "clients_max 10"), "2048\n");
         assert_eq!(run(&mut b, "conn_max 600"), "600\n");
+    }
+
+    #[test]
+    fn tarpit_acl_minus_one_is_the_default_not_an_error() {
+        let mut b = Balancer::default();
+        assert_eq!(run(&mut b, "tarpit_acl -1"), "tarpit_acl = -1");
+        assert!(parse("tarpit_acl 3").is_err());
+        assert!(parse("tarpit_acl 0").is_err());
+    }
+
+    #[test]
+    fn unix_backends_report_port_1() {
+        let mut b = Balancer::default();
+        run(&mut b, "server 0 address 127.0.0.1 port 8080");
+        run(&mut b, "server 0 address /run/app.sock");
+        assert_eq!(b.servers.backends[0].port, 1);
+        // A port means nothing to a Unix socket; pen keeps reporting 1.
+        run(&mut b, "server 0 port 9090");
+        assert_eq!(b.servers.backends[0].port, 1);
+        assert!(servers_reply(&b).starts_with("0 addr /run/app.sock port 1 conn 0"));
+        // An empty slot given a Unix path is usable (pen's port 1).
+        run(&mut b, "server 3 address /run/other.sock");
+        assert_eq!(b.servers.backends[3].port, 1);
+        assert!(b.servers.backends[3].is_configured());
+        // Back to an IP address: the port is kept, as pen keeps it.
+        run(&mut b, "server 0 address 127.0.0.2");
+        assert_eq!(b.servers.backends[0].port, 1);
+        run(&mut b, "server 0 port 81");
+        assert_eq!(b.servers.backends[0].port, 81);
     }
 
     #[test]
