@@ -488,14 +488,19 @@ fn pump_copy(
 /// run for its whole slice (1.5 to 4 ms) before it returns to the yielder.
 /// Other pairs' threads give the core back within microseconds.
 const SLOW_YIELD: Duration = Duration::from_micros(1500);
-/// How long pairs stop yielding after a slow yield. Short, because a
-/// hypervisor pausing this VM looks the same; long enough that a CPU-bound
-/// neighbour costs one delayed message per pair every quarter second
-/// instead of a slice per message (measured in bench/README.md).
+/// How long pairs stop yielding once slow yields recur. Short, so a
+/// neighbour that has gone costs little; long enough that a CPU-bound
+/// neighbour costs a few delayed messages every quarter second instead of
+/// a slice per message (measured in bench/README.md).
 const YIELD_PAUSE: Duration = Duration::from_millis(250);
+/// A slow yield that starts within this time after an earlier one ended
+/// means the core is being handed away again and again.
+const SLOW_AGAIN_WITHIN: Duration = Duration::from_millis(50);
 
 /// Microseconds on [`clock_us`] before which no pair yields.
 static YIELD_PAUSED_UNTIL: AtomicU64 = AtomicU64::new(0);
+/// When the latest slow yield ended ([`clock_us`]; 0: none yet).
+static LAST_SLOW_YIELD_END: AtomicU64 = AtomicU64::new(0);
 
 /// Microseconds since a process-wide origin (a vDSO clock read).
 fn clock_us() -> u64 {
@@ -504,15 +509,33 @@ fn clock_us() -> u64 {
     u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Until when yields pause, after one that started at `start_us` and took
-/// `took_us`; `None` if it was quick.
-fn pause_after(start_us: u64, took_us: u64) -> Option<u64> {
-    let slow = u64::try_from(SLOW_YIELD.as_micros()).unwrap_or(u64::MAX);
-    let pause = u64::try_from(YIELD_PAUSE.as_micros()).unwrap_or(u64::MAX);
-    (took_us > slow).then(|| start_us.saturating_add(took_us).saturating_add(pause))
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// sched_yield, unless a recent one showed a CPU-bound neighbour on this
+/// Until when yields pause after one that started at `start_us` and took
+/// `took_us`, given when the previous slow yield ended (0: none); `None`
+/// when yielding goes on.
+///
+/// Only a slow yield that *began after* an earlier slow one had ended
+/// pauses: beside a CPU-bound neighbour every yield is slow, one after the
+/// other. A one-off stall of the whole core (a hypervisor pause, a burst of
+/// kernel work) makes every yield in flight slow at once, but all of them
+/// began before the first of them ended; pausing for those turned the next
+/// quarter second's yields into sleeps, with latency outliers of tens of
+/// milliseconds (bench/README.md).
+fn pause_after(start_us: u64, took_us: u64, previous_slow_end: u64) -> Option<u64> {
+    if took_us <= micros(SLOW_YIELD) || previous_slow_end == 0 || start_us < previous_slow_end {
+        return None;
+    }
+    (start_us - previous_slow_end <= micros(SLOW_AGAIN_WITHIN)).then(|| {
+        start_us
+            .saturating_add(took_us)
+            .saturating_add(micros(YIELD_PAUSE))
+    })
+}
+
+/// sched_yield, unless slow yields showed a CPU-bound neighbour on this
 /// core: yielding to it would delay every message by a time slice, where a
 /// thread that sleeps in poll() and is woken by its data preempts it.
 fn conversation_yield() {
@@ -522,7 +545,11 @@ fn conversation_yield() {
     }
     std::thread::yield_now();
     let took = clock_us().saturating_sub(start);
-    if let Some(until) = pause_after(start, took) {
+    if took <= micros(SLOW_YIELD) {
+        return;
+    }
+    let previous = LAST_SLOW_YIELD_END.fetch_max(start.saturating_add(took), Ordering::Relaxed);
+    if let Some(until) = pause_after(start, took, previous) {
         YIELD_PAUSED_UNTIL.fetch_max(until, Ordering::Relaxed);
     }
 }
@@ -743,19 +770,47 @@ mod tests {
 
     #[test]
     fn quick_yields_do_not_pause_yielding() {
-        assert_eq!(pause_after(10_000, 0), None);
-        assert_eq!(pause_after(10_000, 300), None);
-        assert_eq!(pause_after(10_000, 1_500), None);
+        assert_eq!(pause_after(10_000, 0, 9_000), None);
+        assert_eq!(pause_after(10_000, 300, 9_000), None);
+        assert_eq!(pause_after(10_000, 1_500, 9_000), None);
     }
 
     #[test]
-    fn a_slow_yield_pauses_yielding_from_its_end() {
-        assert_eq!(pause_after(10_000, 1_501), Some(10_000 + 1_501 + 250_000));
-        assert_eq!(pause_after(0, 4_000), Some(254_000));
+    fn a_first_slow_yield_does_not_pause() {
+        assert_eq!(pause_after(10_000, 4_000, 0), None);
+    }
+
+    #[test]
+    fn slow_yields_caught_by_one_stall_do_not_pause() {
+        // Began before the previous slow yield ended: the same stall.
+        assert_eq!(pause_after(10_000, 5_000, 14_000), None);
+        assert_eq!(pause_after(10_000, 5_000, 15_000), None);
+    }
+
+    #[test]
+    fn a_slow_yield_soon_after_another_pauses_from_its_end() {
+        assert_eq!(
+            pause_after(20_000, 3_000, 19_900),
+            Some(20_000 + 3_000 + 250_000)
+        );
+        assert_eq!(
+            pause_after(20_000, 1_501, 20_000),
+            Some(20_000 + 1_501 + 250_000)
+        );
+    }
+
+    #[test]
+    fn slow_yields_far_apart_do_not_pause() {
+        assert_eq!(pause_after(400_000, 5_000, 100_000), None);
+        assert_eq!(pause_after(150_001, 5_000, 100_000), None);
+        assert!(pause_after(150_000, 5_000, 100_000).is_some());
     }
 
     #[test]
     fn pause_arithmetic_saturates() {
-        assert_eq!(pause_after(u64::MAX - 10, 5_000), Some(u64::MAX));
+        assert_eq!(
+            pause_after(u64::MAX - 10, 5_000, u64::MAX - 20),
+            Some(u64::MAX)
+        );
     }
 }
