@@ -535,6 +535,11 @@ pub fn parse_pen_record(line: &[u8]) -> Result<PenRecord, &'static str> {
         .ok_or("bogus server address")?;
     let request = trim_leading_spaces(rest);
     let request = request.strip_suffix(b"\r").unwrap_or(request);
+    // As pen's penlogd: a record without a request could match no web
+    // line and would only push a real record out of the ring.
+    if request.is_empty() {
+        return Err("no request");
+    }
     Ok(PenRecord {
         client: client.to_vec(),
         server: server.to_canonical(),
@@ -725,8 +730,9 @@ mod tests {
         assert_eq!(r.client, b"10.0.0.1");
         assert_eq!(r.server, ip("127.0.0.2"));
         assert_eq!(r.request, b"GET /x HTTP/1.0");
-        let empty = parse_pen_record(b"+ 10.0.0.1 127.0.0.2 ").unwrap();
-        assert!(empty.request.is_empty());
+        assert!(parse_pen_record(b"+ 10.0.0.1 127.0.0.2 ").is_err());
+        assert!(parse_pen_record(b"+ 10.0.0.1 127.0.0.2").is_err());
+        assert!(parse_pen_record(b"+ 10.0.0.1 127.0.0.2  \r").is_err());
     }
 
     #[test]
