@@ -733,7 +733,8 @@ mod tests {
         run(&mut b, "server 3 address /run/other.sock");
         assert_eq!(b.servers.backends[3].port, 1);
         assert!(b.servers.backends[3].is_configured());
-        // Back to an IP address: the port is kept, as pen keeps it.
+        // Back to an IP address: the port is kept (pen read a garbage port
+        // out of the path's first bytes: 12148 for "/t...").
         run(&mut b, "server 0 address 127.0.0.2");
         assert_eq!(b.servers.backends[0].port, 1);
         run(&mut b, "server 0 port 81");
