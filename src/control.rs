@@ -451,10 +451,8 @@ pub fn apply_server(b: &mut Balancer, n: usize, settings: &[ServerSetting], now:
                 match s {
                     ServerSetting::Acl(a) => slot.acl = *a,
                     ServerSetting::Address(h) => {
-                        // pen reports (and writes) port 1 for a Unix
-                        // backend, whose address has no port (spec cli.md §5).
                         if matches!(h, Host::Unix(_)) {
-                            slot.port = 1;
+                            slot.port = addr::UNIX_BACKEND_PORT;
                         }
                         slot.host = h.clone();
                     }

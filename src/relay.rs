@@ -488,19 +488,19 @@ fn pump_copy(
     }
 }
 
-/// A yield that took longer than this handed the core to something that
-/// does not block soon: a CPU-bound process here, which the scheduler lets
-/// run for its whole slice (1.5 to 4 ms) before it returns to the yielder.
-/// Other pairs' threads give the core back within microseconds.
-const SLOW_YIELD: Duration = Duration::from_micros(1500);
-/// How long pairs stop yielding once slow yields recur. Short, so a
+/// A yield that took longer than this (µs) handed the core to something
+/// that does not block soon: a CPU-bound process here, which the scheduler
+/// lets run for its whole slice (1.5 to 4 ms) before it returns to the
+/// yielder. Other pairs' threads give the core back within microseconds.
+const SLOW_YIELD_US: u64 = 1_500;
+/// How long (µs) pairs stop yielding once slow yields recur. Short, so a
 /// neighbour that has gone costs little; long enough that a CPU-bound
 /// neighbour costs a few delayed messages every quarter second instead of
 /// a slice per message (measured in bench/README.md).
-const YIELD_PAUSE: Duration = Duration::from_millis(250);
-/// A slow yield that starts within this time after an earlier one ended
-/// means the core is being handed away again and again.
-const SLOW_AGAIN_WITHIN: Duration = Duration::from_millis(50);
+const YIELD_PAUSE_US: u64 = 250_000;
+/// A slow yield that starts within this time (µs) after an earlier one
+/// ended means the core is being handed away again and again.
+const SLOW_AGAIN_WITHIN_US: u64 = 50_000;
 
 /// Microseconds on [`clock_us`] before which no pair yields.
 static YIELD_PAUSED_UNTIL: AtomicU64 = AtomicU64::new(0);
@@ -512,10 +512,6 @@ fn clock_us() -> u64 {
     static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let origin = *ORIGIN.get_or_init(std::time::Instant::now);
     u64::try_from(origin.elapsed().as_micros()).unwrap_or(u64::MAX)
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Until when yields pause after one that started at `start_us` and took
@@ -530,13 +526,13 @@ fn micros(d: Duration) -> u64 {
 /// quarter second's yields into sleeps, with latency outliers of tens of
 /// milliseconds (bench/README.md).
 fn pause_after(start_us: u64, took_us: u64, previous_slow_end: u64) -> Option<u64> {
-    if took_us <= micros(SLOW_YIELD) || previous_slow_end == 0 || start_us < previous_slow_end {
+    if took_us <= SLOW_YIELD_US || previous_slow_end == 0 || start_us < previous_slow_end {
         return None;
     }
-    (start_us - previous_slow_end <= micros(SLOW_AGAIN_WITHIN)).then(|| {
+    (start_us - previous_slow_end <= SLOW_AGAIN_WITHIN_US).then(|| {
         start_us
             .saturating_add(took_us)
-            .saturating_add(micros(YIELD_PAUSE))
+            .saturating_add(YIELD_PAUSE_US)
     })
 }
 
@@ -550,7 +546,7 @@ fn conversation_yield() {
     }
     std::thread::yield_now();
     let took = clock_us().saturating_sub(start);
-    if took <= micros(SLOW_YIELD) {
+    if took <= SLOW_YIELD_US {
         return;
     }
     let previous = LAST_SLOW_YIELD_END.fetch_max(start.saturating_add(took), Ordering::Relaxed);

@@ -123,17 +123,13 @@ fn start_udp(port: u16, args: &[&str]) -> Pen {
     full.extend_from_slice(args);
     let mut pen = Pen::spawn(&full);
     pen.port = port;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !is_udp_bound(port) {
+    let bound = poll_until(|| {
         if let Ok(Some(st)) = pen.child.try_wait() {
             panic!("pen exited with {st}: {}", pen.stderr());
         }
-        assert!(
-            Instant::now() < deadline,
-            "pen did not bind UDP port {port}"
-        );
-        thread::sleep(Duration::from_millis(10));
-    }
+        is_udp_bound(port)
+    });
+    assert!(bound, "pen did not bind UDP port {port}");
     pen
 }
 
@@ -566,12 +562,7 @@ fn works_after_dropping_privileges() {
     let s = specs(&b);
     full.extend(s.iter().map(|s| s.as_str()));
     let mut pen = Pen::spawn(&full);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !is_udp_bound(port) && Instant::now() < deadline {
-        if pen.wait_exit(Duration::from_millis(10)).is_some() {
-            break;
-        }
-    }
+    poll_until(|| is_udp_bound(port) || pen.wait_exit(Duration::from_millis(10)).is_some());
     let err = pen.stderr();
     assert!(is_udp_bound(port), "pen did not start: {err}");
     let c = client("127.0.0.1", local(port));
