@@ -92,8 +92,8 @@ fn emergency_server() {
     // loop drops such clients instead of failing over (quirks Q1).
     let e = Backend::start("E", Behaviour::Name);
     let dead = vec![
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", refused_port()),
+        format!("127.0.0.1:{}", refused_port()),
     ];
     let spec = e.spec();
     compare(

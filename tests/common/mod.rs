@@ -373,8 +373,31 @@ fn serve(mut c: TcpStream, name: &str, behaviour: Behaviour) {
     }
 }
 
-/// A closed port: connecting to it is refused.
+/// A closed port: connecting to it is refused, and stays refused. It lies
+/// below the kernel's ephemeral range, which bind(0) (every listener the
+/// tests open) and outgoing connections draw from, so a test running in
+/// parallel cannot take it over the way it can take a port freed by
+/// [`free_port`]. Each call returns another port.
 pub fn refused_port() -> u16 {
+    static NEXT_BELOW: AtomicUsize = AtomicUsize::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<usize>().ok())
+        .unwrap_or(32768);
+    for _ in 0..1000 {
+        let below = NEXT_BELOW.fetch_add(1, Ordering::Relaxed) % 4000 + 1;
+        let Some(port) = ephemeral_low
+            .checked_sub(below)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|&p| p >= 1024)
+        else {
+            break;
+        };
+        if matches!(TcpStream::connect(local(port)), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            return port;
+        }
+    }
     free_port()
 }
 
