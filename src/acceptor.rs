@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::log;
+use crate::logging;
 use crate::runtime::{AcceptorRequest, Shared};
 use crate::sys::pipe;
 use crate::sys::poll::{self, PollFd};
@@ -75,7 +75,7 @@ pub fn run(
         }
         let timeout = backoff_until.map(|t| t.saturating_duration_since(Instant::now()));
         if let Err(e) = poll::poll(&mut fds, timeout) {
-            log::message(&format!("poll: {e}"));
+            logging::message(&format!("poll: {e}"));
             std::thread::sleep(Duration::from_millis(100));
             continue;
         }
@@ -124,7 +124,7 @@ pub fn run(
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if transient(&e) => {
-                        log::message(&format!("accept: {e}; pausing 100 ms"));
+                        logging::message(&format!("accept: {e}; pausing 100 ms"));
                         backoff_until = Some(Instant::now() + Duration::from_millis(100));
                         break;
                     }

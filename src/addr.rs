@@ -255,6 +255,17 @@ pub fn parse_backend(
     })
 }
 
+/// IPv4-mapped IPv6 addresses (from dual-stack listeners) count as IPv4.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+pub use crate::addr::canonical_ip;
 use crate::servers::Target;
 use crate::sys::socket::PeerAddr;
 
@@ -28,17 +29,6 @@ impl ClientKey {
             Some(ip) => ClientKey::Ip(canonical_ip(ip)),
             None => ClientKey::Unix,
         }
-    }
-}
-
-/// IPv4-mapped IPv6 addresses (from dual-stack listeners) count as IPv4.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => ip,
-        },
-        v4 => v4,
     }
 }
 

@@ -13,10 +13,9 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::balancer::DEFAULT_CLIENTS_MAX;
-use crate::balancer::DEFAULT_CONN_MAX;
 use crate::control::{self, Command, CommandError, Flag, Origin};
 use crate::runtime::Shared;
+use crate::settings::{DEFAULT_CLIENTS_MAX, DEFAULT_CONN_MAX};
 
 /// A configuration file that cannot be used.
 #[derive(Debug)]

@@ -14,8 +14,9 @@ use std::path::PathBuf;
 
 use crate::acl::{self, AclEntry};
 use crate::addr::{self, Host, Proto};
-use crate::balancer::{Balancer, FastClose};
+use crate::balancer::Balancer;
 use crate::servers::Target;
+use crate::settings::FastClose;
 
 /// A parsed command.
 #[derive(Clone, Debug, PartialEq)]
@@ -509,7 +510,7 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
                     Numeric::Tracking => s.tracking_time = v,
                     Numeric::Debug => {
                         s.debug = v as u32;
-                        crate::log::set_level(v as u32);
+                        crate::logging::set_level(v as u32);
                     }
                     Numeric::ClientsMax if !b.running => b.clients.set_capacity(v as usize),
                     Numeric::ConnMax if !b.running => b.conns.set_capacity(v as usize),
@@ -968,8 +969,8 @@ pub fn execute(
             Ok(out)
         }
         Command::Write(path) => crate::config::write_command(shared, path.as_deref()),
-        Command::Log(target) => crate::log::log_command(shared, target.as_deref(), origin),
-        Command::NoLog => crate::log::set_request_log(shared, None),
+        Command::Log(target) => crate::request_log::log_command(shared, target.as_deref(), origin),
+        Command::NoLog => crate::request_log::set_request_log(shared, None),
         Command::WebStats(path) => crate::stats::web_stats_command(shared, path.as_deref()),
         Command::NoWebStats => {
             shared.info().web_stats = None;

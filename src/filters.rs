@@ -38,16 +38,16 @@ impl PairFilter {
 impl Filter for PairFilter {
     fn client_data(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), Vec<u8>> {
         if self.log {
-            crate::log::log_request(&self.client, &self.server, input);
+            crate::request_log::log_request(&self.client, &self.server, input);
         }
         if let Some(ascii) = self.dump {
-            crate::log::dump(input, ascii);
+            crate::logging::dump(input, ascii);
         }
         match self.http.as_mut() {
             None => out.extend_from_slice(input),
             Some(rw) => {
                 if rw.feed(input, out).is_err() {
-                    crate::log::debug(1, || {
+                    crate::logging::debug(1, || {
                         format!("{}: request header too large; replying 431", self.client)
                     });
                     return Err(HEADER_TOO_LARGE_RESPONSE.to_vec());
@@ -59,7 +59,7 @@ impl Filter for PairFilter {
 
     fn server_data(&mut self, data: &[u8]) {
         if let Some(ascii) = self.dump {
-            crate::log::dump(data, ascii);
+            crate::logging::dump(data, ascii);
         }
     }
 

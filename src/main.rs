@@ -11,5 +11,5 @@ fn main() {
             }
         }
     }
-    std::process::exit(pen::server::main(&args));
+    std::process::exit(pen::process::main(&args));
 }

@@ -12,9 +12,10 @@ use std::time::Instant;
 use crate::addr::Host;
 use crate::balancer::Balancer;
 use crate::connections::PairCounters;
-use crate::log;
+use crate::logging;
 use crate::relay::{self, ClientSide, Filter, Outcome, RelayOptions};
 use crate::runtime::Shared;
+use crate::selection;
 use crate::servers::Target;
 use crate::sys;
 use crate::sys::socket::{self, ConnectOptions, PeerAddr};
@@ -88,7 +89,7 @@ pub fn serve(
     let counters = Arc::new(PairCounters::default());
     let (conn_id, client_id, mut attempt, mut target, mut dial) = {
         let mut b = shared.lock();
-        let Some(a) = b.admit(&peer, client.as_raw_fd(), &counters, now) else {
+        let Some(a) = selection::admit(&mut b, &peer, client.as_raw_fd(), &counters, now) else {
             return;
         };
         let dial = a.target.and_then(|t| dial_for(&b, t, &peer));
@@ -118,7 +119,8 @@ pub fn serve(
                 break;
             }
             Err(e) => {
-                target = b.connect_failed(&mut attempt, t, &e, now);
+                b.connect_failed(t, &e, now);
+                target = attempt.failover(&mut b, now);
                 dial = target.and_then(|t| dial_for(&b, t, &peer));
                 note_target(&mut b, conn_id, target);
             }
@@ -126,7 +128,7 @@ pub fn serve(
     }
     let Some((t, server_fd, opts, server_host)) = server else {
         shared.lock().conns.remove(conn_id);
-        log::debug(1, || format!("no server for client {peer:?}; closing"));
+        logging::debug(1, || format!("no server for client {peer:?}; closing"));
         return;
     };
     let ended = Ended {
@@ -140,7 +142,7 @@ pub fn serve(
         let mut stream = match tls_handshake(shared, &acceptor, &client, conn_id) {
             Ok(stream) => stream,
             Err(e) => {
-                log::debug(1, || format!("TLS handshake with {peer:?} failed: {e}"));
+                logging::debug(1, || format!("TLS handshake with {peer:?} failed: {e}"));
                 ended.account(shared);
                 drop(server_fd);
                 drop(client);
@@ -195,9 +197,9 @@ fn note_target(b: &mut Balancer, conn_id: usize, target: Option<Target>) {
 
 fn log_outcome(peer: &PeerAddr, outcome: &Outcome) {
     match outcome {
-        Outcome::Failed(e) => log::debug(2, || format!("pair for {peer:?} closed: {e}")),
+        Outcome::Failed(e) => logging::debug(2, || format!("pair for {peer:?} closed: {e}")),
         Outcome::IdleTimeout => {
-            log::debug(1, || format!("pair for {peer:?} closed after idle timeout"))
+            logging::debug(1, || format!("pair for {peer:?} closed after idle timeout"))
         }
         Outcome::Refused | Outcome::Finished => {}
     }

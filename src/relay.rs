@@ -29,8 +29,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::balancer::FastClose;
 use crate::connections::PairCounters;
+use crate::settings::FastClose;
 use crate::sys::pipe;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{self, Shutdown};

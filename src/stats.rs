@@ -266,7 +266,7 @@ pub fn status_command(shared: &Shared) -> Result<String, CommandError> {
     let html = html_report(&shared.lock(), crate::sys::now_unix());
     if let Some(path) = shared.info().web_stats.clone() {
         if let Err(e) = write_atomically(&path, &html) {
-            crate::log::message(&format!("Can't write to {}: {e}", path.display()));
+            crate::logging::message(&format!("Can't write to {}: {e}", path.display()));
         }
     }
     Ok(html)

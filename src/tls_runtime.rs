@@ -164,7 +164,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Where a start-up warning of the TLS layer goes (pen prints them with an
 /// `SSL: ` prefix on its debug channel at every level).
 fn warn(message: &str) {
-    crate::log::message(&format!("SSL: {message}"));
+    crate::logging::message(&format!("SSL: {message}"));
 }
 
 impl TlsState {

@@ -70,11 +70,11 @@ use std::time::{Duration, Instant};
 use crate::addr::Host;
 use crate::balancer::Balancer;
 use crate::connections::{state, PairCounters};
-use crate::log;
+use crate::logging;
 use crate::pair::FilterFactory;
 use crate::relay::Filter;
 use crate::runtime::Shared;
-use crate::select::Attempt;
+use crate::selection::{self, Attempt};
 use crate::servers::Target;
 use crate::sys;
 use crate::sys::poll::{self, PollFd};
@@ -353,7 +353,8 @@ fn connect_upstream(
                 return Some((t, fd));
             }
             Err(e) => {
-                target = b.connect_failed(attempt, t, &e, now);
+                b.connect_failed(t, &e, now);
+                target = attempt.failover(&mut b, now);
             }
         }
     }
@@ -392,7 +393,7 @@ impl Relay {
                 keys.push(k);
             }
             if let Err(e) = poll::poll(&mut fds, Some(timeout)) {
-                log::message(&format!("UDP relay: poll: {e}"));
+                logging::message(&format!("UDP relay: poll: {e}"));
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
@@ -414,7 +415,7 @@ impl Relay {
             match udp_sys::recv_from(self.listener.as_raw_fd(), buf) {
                 Ok(r) => {
                     if r.truncated {
-                        log::debug(1, || {
+                        logging::debug(1, || {
                             format!("UDP: datagram from {} too long; dropped", r.peer)
                         });
                         continue;
@@ -424,7 +425,7 @@ impl Relay {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::debug(1, || format!("UDP: receive on the listener: {e}"));
+                    logging::debug(1, || format!("UDP: receive on the listener: {e}"));
                     break;
                 }
             }
@@ -478,7 +479,7 @@ impl Relay {
                 self.fail_over(key);
             }
             Err(err) => {
-                log::debug(2, || format!("UDP: datagram from {peer} dropped: {err}"));
+                logging::debug(2, || format!("UDP: datagram from {peer} dropped: {err}"));
             }
         }
     }
@@ -494,9 +495,10 @@ impl Relay {
         let counters = Arc::new(PairCounters::default());
         let client = PeerAddr::Inet(peer);
         let (client_id, conn_id, mut attempt, target) = {
-            let admitted = self.shared.lock().admit(&client, -1, &counters, unix_now);
+            let admitted =
+                selection::admit(&mut self.shared.lock(), &client, -1, &counters, unix_now);
             let Some(a) = admitted else {
-                log::debug(1, || format!("UDP: no free connection slot for {peer}"));
+                logging::debug(1, || format!("UDP: no free connection slot for {peer}"));
                 return None;
             };
             (a.client, a.conn, a.attempt, a.target)
@@ -505,7 +507,7 @@ impl Relay {
             connect_upstream(&self.shared, &mut attempt, conn_id, &peer, target)
         else {
             self.shared.lock().conns.remove(conn_id);
-            log::debug(1, || {
+            logging::debug(1, || {
                 format!("no server for UDP client {peer}; datagram dropped")
             });
             return None;
@@ -518,7 +520,7 @@ impl Relay {
             .map(|s| s.host.clone())
             .unwrap_or(Host::Unset);
         let filter = (self.filters)(&self.shared, &client, &server_host);
-        log::debug(2, || {
+        logging::debug(2, || {
             format!("UDP session for {peer} on server {}", target.code())
         });
         Some(self.sessions.insert(
@@ -563,7 +565,9 @@ impl Relay {
                             e.session.local.as_ref(),
                             data,
                         ) {
-                            log::debug(2, || format!("UDP: reply to {} dropped: {err}", e.client));
+                            logging::debug(2, || {
+                                format!("UDP: reply to {} dropped: {err}", e.client)
+                            });
                         }
                     }
                     Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
@@ -573,7 +577,7 @@ impl Relay {
                         return;
                     }
                     Err(err) => {
-                        log::debug(1, || format!("UDP: session for {}: {err}", e.client));
+                        logging::debug(1, || format!("UDP: session for {}: {err}", e.client));
                         self.close(key, Ended::Error);
                         return;
                     }
@@ -604,7 +608,8 @@ impl Relay {
                 c.server_fd = -1;
             }
             let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
-            b.connect_failed(&mut s.attempt, s.target, &refused, now)
+            b.connect_failed(s.target, &refused, now);
+            s.attempt.failover(&mut b, now)
         };
         // The slot no longer names the old socket, so it may close now.
         s.target = Target::None;
@@ -612,13 +617,13 @@ impl Relay {
             Some((t, fd)) => {
                 s.target = t;
                 s.upstream = fd;
-                log::debug(2, || {
+                logging::debug(2, || {
                     format!("UDP session for {client} moved to server {}", t.code())
                 });
                 if let Some(d) = s.unanswered.as_deref() {
                     // Counted when it was first read from the client.
                     if let Err(err) = socket::write(s.upstream.as_raw_fd(), d) {
-                        log::debug(2, || format!("UDP: resend for {client} failed: {err}"));
+                        logging::debug(2, || format!("UDP: resend for {client} failed: {err}"));
                     }
                 }
             }
@@ -637,7 +642,7 @@ impl Relay {
             settle(&mut b, &e.session);
             b.conns.remove(e.session.conn_id);
         }
-        log::debug(2, || {
+        logging::debug(2, || {
             format!("UDP session for {} ended ({why:?})", e.client)
         });
         // The upstream socket closes here, after the slot is gone, so

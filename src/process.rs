@@ -14,7 +14,7 @@ use crate::balancer::Balancer;
 use crate::cli::{self, CommandLine, Invocation, Step};
 use crate::control::{self, Origin};
 use crate::filters::PairFilter;
-use crate::log;
+use crate::logging;
 use crate::pair::{self, FilterFactory};
 use crate::relay::Filter;
 use crate::runtime::{ProcessInfo, Shared};
@@ -75,8 +75,8 @@ pub fn main(args: &[String]) -> i32 {
         Err(e) => {
             let _ = std::io::stdout().flush();
             eprintln!("pen: {e}");
-            if log::is_syslog() {
-                log::message(&e.0);
+            if logging::is_syslog() {
+                logging::message(&e.0);
             }
             if ABORT_ON_ERROR.load(Ordering::Relaxed) {
                 // `abort_on_error`: dump core instead of exiting 1.
@@ -98,7 +98,7 @@ fn apply_steps(shared: &Shared, steps: &[Step]) -> Result<(), Fatal> {
             Step::MoreDebug => {
                 let mut b = shared.lock();
                 b.settings.debug += 1;
-                log::set_level(b.settings.debug);
+                logging::set_level(b.settings.debug);
             }
             Step::Quiet(cmd) | Step::Command(cmd) => {
                 let parsed =
@@ -162,9 +162,9 @@ fn build_servers(
     }
     b.servers.emergency = emergency.as_ref().map(crate::servers::Backend::from_spec);
     b.servers.abuse = abuse.as_ref().map(crate::servers::Backend::from_spec);
-    if log::level() >= 1 {
+    if logging::level() >= 1 {
         for (i, s) in b.servers.backends.iter().enumerate() {
-            log::message(&format!(
+            logging::message(&format!(
                 "{i:2} {}:{}:{}:{}:{}:{}",
                 s.host, s.port, s.max_conns, s.hard_limit, s.weight, s.prio
             ));
@@ -237,7 +237,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     let control = match &cl.control {
         Some(spec) if sys::process::getuid() == 0 && cl.user.is_none() => {
             let _ = spec;
-            log::message(
+            logging::message(
                 "Won't open control port running as root; use -u to run as different user",
             );
             None
@@ -292,7 +292,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     };
     if let Some(r) = report {
         r.ready();
-        log::use_syslog(true);
+        logging::use_syslog(true);
     }
     {
         let mut b = shared.lock();
@@ -313,7 +313,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         vec![listener]
     };
     let stop = acceptor::run(&shared, listeners, control, &mut handlers);
-    log::debug(1, || format!("Quitting ({stop:?})"));
+    logging::debug(1, || format!("Quitting ({stop:?})"));
     if let Some(p) = pid_file {
         p.remove();
     }
@@ -334,7 +334,7 @@ fn absolutize_paths(shared: &Shared, cl: &mut CommandLine) {
     }
     let mut info = shared.info();
     if let Some(t) = info.log_target.as_mut() {
-        if !log::is_network_target(t) {
+        if !crate::request_log::is_network_target(t) {
             *t = abs(t);
         }
     }
@@ -361,7 +361,7 @@ fn finish_startup(
     }
     let target = shared.info().log_target.clone();
     if let Some(t) = target {
-        log::set_request_log(shared, Some(&t)).map_err(|e| fatal(e.to_string()))?;
+        crate::request_log::set_request_log(shared, Some(&t)).map_err(|e| fatal(e.to_string()))?;
     }
     cl.pid_file
         .as_deref()
@@ -372,11 +372,11 @@ fn finish_startup(
 
 /// Decides whether a pair's bytes must be seen, and how.
 fn make_filter(shared: &Shared, peer: &PeerAddr, server: &Host) -> Option<Box<dyn Filter + Send>> {
-    let log = log::request_log_enabled();
+    let log = crate::request_log::request_log_enabled();
     let (dump, http) = {
         let b = shared.lock();
         (
-            (log::level() >= 3).then_some(b.settings.ascii),
+            (logging::level() >= 3).then_some(b.settings.ascii),
             b.settings.http,
         )
     };
@@ -417,7 +417,7 @@ impl Handlers for Service {
         if let Err(e) = self.shared.pool.dispatch(job) {
             // The job (and its client socket) was dropped.
             self.shared.pair_done();
-            log::message(&format!("can't start a thread for a client: {e}"));
+            logging::message(&format!("can't start a thread for a client: {e}"));
         }
     }
 
@@ -440,13 +440,13 @@ impl Handlers for Service {
     }
 
     fn hangup(&mut self) {
-        if let Err(e) = log::reopen_request_log() {
-            log::message(&e);
+        if let Err(e) = crate::request_log::reopen_request_log() {
+            logging::message(&e);
         }
         let path = self.shared.info().config_file.clone();
         if let Some(path) = path {
             if let Err(e) = crate::config::read_and_apply(&self.shared, &path, Origin::Reload) {
-                log::message(&format!(
+                logging::message(&format!(
                     "config reload failed, running configuration kept: {e}"
                 ));
             }
@@ -455,12 +455,12 @@ impl Handlers for Service {
 
     fn statistics(&mut self) {
         if let Some(Err(e)) = crate::stats::write_web_stats(&self.shared) {
-            log::message(&format!("Can't write web stats: {e}"));
+            logging::message(&format!("Can't write web stats: {e}"));
         }
         let report = crate::stats::text_report(&self.shared.lock(), sys::now_unix());
-        if log::is_syslog() {
+        if logging::is_syslog() {
             for line in report.lines() {
-                log::message(line);
+                logging::message(line);
             }
         } else {
             let mut out = std::io::stdout().lock();
@@ -481,7 +481,7 @@ fn serve_control(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
             .get(b.settings.control_acl)
             .is_none_or(|a| a.permits(Some(ip)));
         if !permitted {
-            log::debug(1, || "do_ctrl: not from there".into());
+            logging::debug(1, || "do_ctrl: not from there".into());
             return;
         }
     }

@@ -15,9 +15,14 @@
 
 use std::net::IpAddr;
 
+use std::os::fd::RawFd;
+use std::sync::Arc;
+
 use crate::balancer::Balancer;
 use crate::clients::ClientKey;
+use crate::connections::PairCounters;
 use crate::servers::Target;
+use crate::sys::socket::PeerAddr;
 
 /// Why a server was not acceptable for a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -301,6 +306,41 @@ impl Attempt {
     pub fn current(&self) -> Target {
         self.current
     }
+}
+
+/// A client taken in by [`admit`].
+#[derive(Debug)]
+pub struct Admitted {
+    /// Client table slot.
+    pub client: usize,
+    /// Connection table slot.
+    pub conn: usize,
+    pub attempt: Attempt,
+    /// The first server to try; `None` closes the client.
+    pub target: Option<Target>,
+}
+
+/// Takes in a new client (TCP connection or UDP session): tracks it, takes
+/// a connection slot and chooses its first server (spec selection.md §3).
+/// `None` when the connection table is full.
+pub fn admit(
+    b: &mut Balancer,
+    peer: &PeerAddr,
+    client_fd: RawFd,
+    counters: &Arc<PairCounters>,
+    now: i64,
+) -> Option<Admitted> {
+    let (client, conn) = b.track(peer, client_fd, counters, now)?;
+    let (attempt, target) = Attempt::start(b, client, now);
+    if let (Some(t), Some(c)) = (target, b.conns.get_mut(conn)) {
+        c.server = t;
+    }
+    Some(Admitted {
+        client,
+        conn,
+        attempt,
+        target,
+    })
 }
 
 #[cfg(test)]

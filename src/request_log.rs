@@ -1,61 +1,11 @@
-//! The debug channel (spec operations.md §1): in the foreground, lines on
-//! stderr prefixed with a local timestamp; in daemon mode, syslog.
-//! Fatal errors are printed without timestamp by `main`.
-
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-
-use crate::sys;
-
-static LEVEL: AtomicU32 = AtomicU32::new(0);
-static TO_SYSLOG: AtomicBool = AtomicBool::new(false);
-
-/// The current debug level (`-d`, `debug N`).
-pub fn level() -> u32 {
-    LEVEL.load(Ordering::Relaxed)
-}
-
-pub fn set_level(n: u32) {
-    LEVEL.store(n, Ordering::Relaxed);
-}
-
-/// Sends further messages to syslog instead of stderr (daemon mode).
-pub fn use_syslog(on: bool) {
-    TO_SYSLOG.store(on, Ordering::Relaxed);
-}
-
-pub fn is_syslog() -> bool {
-    TO_SYSLOG.load(Ordering::Relaxed)
-}
-
-/// A message pen prints at every debug level (blacklisting notices,
-/// refused control port, ...).
-pub fn message(msg: &str) {
-    if is_syslog() {
-        syslog_line(msg);
-        return;
-    }
-    let line = format!("{}: {}\n", sys::time::timestamp(sys::now_unix()), msg);
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
-}
-
-/// A message shown from debug level `min` on.
-pub fn debug(min: u32, msg: impl FnOnce() -> String) {
-    if level() >= min {
-        message(&msg());
-    }
-}
-
-fn syslog_line(msg: &str) {
-    sys::syslog::send(sys::syslog::Priority::Debug, msg);
-}
-
-// ---------------------------------------------------------------------------
-// The request log (`-l`, spec operations.md §3).
+//! The request log (`-l`, spec operations.md §3): a file or a penlogd
+//! socket that pairs write one line to per client chunk.
 
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::control::CommandError;
@@ -210,7 +160,7 @@ pub fn log_request(client: &str, server: &str, chunk: &[u8]) {
         Some(Sink::File { file, .. }) => {
             let line = file_line(client, crate::sys::now_unix(), server, chunk);
             let _ = file.write_all(&line);
-            if level() >= 3 {
+            if crate::logging::level() >= 3 {
                 let _ = std::io::stderr().lock().write_all(&line);
             }
         }
@@ -218,24 +168,6 @@ pub fn log_request(client: &str, server: &str, chunk: &[u8]) {
             let _ = socket.send_to(&net_line(client, server, chunk), *to);
         }
     }
-}
-
-/// A data dump line at debug level 3 (spec operations.md §9).
-pub fn dump(chunk: &[u8], ascii: bool) {
-    let mut line = format!("{}: ", chunk.len()).into_bytes();
-    for &b in chunk {
-        if ascii {
-            line.push(if b.is_ascii_graphic() || b.is_ascii_whitespace() {
-                b
-            } else {
-                b'.'
-            });
-        } else {
-            line.extend_from_slice(format!("{b:02x} ").as_bytes());
-        }
-    }
-    line.push(b'\n');
-    let _ = std::io::stderr().lock().write_all(&line);
 }
 
 #[cfg(test)]

@@ -1,0 +1,120 @@
+//! Run-time settings: everything a penctl command can change, with pen's
+//! defaults. A leaf: plain data that every layer may read.
+
+use std::net::IpAddr;
+
+use crate::addr::Host;
+
+/// `tcp_fastclose` (spec protocols.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FastClose {
+    #[default]
+    Off,
+    /// Close the pair as soon as the server side sent EOF.
+    Up,
+    /// Close the pair as soon as the client side sent EOF.
+    Down,
+    Both,
+}
+
+impl FastClose {
+    pub fn name(self) -> &'static str {
+        match self {
+            FastClose::Off => "off",
+            FastClose::Up => "up",
+            FastClose::Down => "down",
+            FastClose::Both => "both",
+        }
+    }
+}
+
+/// Run-time settings: everything a penctl command can change.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub hash: bool,
+    pub roundrobin: bool,
+    pub stubborn: bool,
+    pub weight: bool,
+    pub prio: bool,
+    pub http: bool,
+    pub ascii: bool,
+    pub tcp_nodelay: bool,
+    pub keepalive: bool,
+    pub transparent: bool,
+    pub abort_on_error: bool,
+    /// `-b`: seconds a failed server stays blacklisted.
+    pub blacklist_time: i64,
+    /// `-t`: connect timeout in seconds.
+    pub connect_timeout: i64,
+    /// `-T`: seconds a client is remembered (0 = forever).
+    pub tracking_time: i64,
+    pub debug: u32,
+    pub client_acl: usize,
+    pub control_acl: usize,
+    /// Seconds of silence after which a pair is closed (0 = never).
+    pub idle_timeout: u64,
+    /// Maximum upstream connects in progress at once.
+    pub pending_max: usize,
+    pub fastclose: FastClose,
+    /// Local address for upstream connections (`source`).
+    pub source: Option<IpAddr>,
+    /// `-m`: accepts per readiness event.
+    pub multi_accept: usize,
+    /// `-q`: listen backlog.
+    pub listen_queue: i32,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            hash: false,
+            roundrobin: false,
+            stubborn: false,
+            weight: false,
+            prio: false,
+            http: false,
+            ascii: false,
+            tcp_nodelay: false,
+            keepalive: false,
+            transparent: false,
+            abort_on_error: false,
+            blacklist_time: 30,
+            // The real default is 3 s; pen's man page says 5 (spec cli.md §3.1).
+            connect_timeout: 3,
+            tracking_time: 0,
+            debug: 0,
+            client_acl: 0,
+            control_acl: 0,
+            idle_timeout: 0,
+            pending_max: 100,
+            fastclose: FastClose::Off,
+            source: None,
+            multi_accept: 100,
+            listen_queue: 500,
+        }
+    }
+}
+
+pub const DEFAULT_CLIENTS_MAX: usize = 2048;
+pub const DEFAULT_CONN_MAX: usize = 500;
+
+impl Settings {
+    /// The local address for an upstream socket to `server`, and whether
+    /// IP_TRANSPARENT is needed for it: `source` wins over `transparent`
+    /// (spec protocols.md §4); either applies only when its address family
+    /// matches the server's (pen: IPv4 only for transparent).
+    pub fn upstream_bind(&self, server: &Host, client: Option<IpAddr>) -> (Option<IpAddr>, bool) {
+        let same_family = |ip: &IpAddr| match server {
+            Host::Ip(s) => s.is_ipv4() == ip.is_ipv4(),
+            _ => false,
+        };
+        match (self.source, self.transparent) {
+            (Some(src), _) => (Some(src).filter(same_family), false),
+            (None, true) => {
+                let bind = client.map(crate::addr::canonical_ip).filter(same_family);
+                (bind, bind.is_some())
+            }
+            (None, false) => (None, false),
+        }
+    }
+}
