@@ -15,7 +15,7 @@ use crate::connections::ConnectionTable;
 use crate::servers::{ServerTable, Target};
 
 /// Everything the selection rules and the control commands work on.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Balancer {
     pub settings: Settings,
     pub servers: ServerTable,

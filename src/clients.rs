@@ -32,6 +32,14 @@ impl ClientKey {
     }
 }
 
+/// Text of a client address as pen prints it (empty for Unix clients).
+pub fn client_text(c: &Client) -> String {
+    match c.key {
+        ClientKey::Ip(ip) => ip.to_string(),
+        ClientKey::Unix => String::new(),
+    }
+}
+
 /// One tracked client.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -49,7 +57,7 @@ pub struct Client {
 }
 
 /// The fixed-capacity (grow-only) client table.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ClientTable {
     slots: Vec<Client>,
     index: HashMap<ClientKey, usize>,

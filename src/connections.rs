@@ -40,7 +40,7 @@ impl PairCounters {
 }
 
 /// One relayed connection.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Connection {
     pub state: u32,
     pub client: usize,
@@ -53,7 +53,7 @@ pub struct Connection {
 }
 
 /// Slots for relayed connections; capacity only grows.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ConnectionTable {
     slots: Vec<Option<Connection>>,
     free: Vec<usize>,

@@ -10,7 +10,6 @@ pub mod balancer;
 pub mod cli;
 pub mod clients;
 pub mod companions;
-pub mod config;
 pub mod connections;
 pub mod control;
 pub mod daemon;

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::acceptor::{self, Handlers, CONTROL_ACTIVE, MAX_CONTROL_CLIENTS};
 use crate::addr::{self, Host, ListenAddr, Proto};
@@ -27,11 +27,6 @@ use crate::workers::WorkerPool;
 const PAIR_STACK: usize = 128 * 1024;
 /// Parked pair threads exit after this long without work.
 const PARKED_THREAD_LIFETIME: Duration = Duration::from_secs(5);
-/// A control client must send its command within this time.
-const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a control client that sent part of a line without a
-/// terminator may stay quiet before that text is run as the command.
-const UNTERMINATED_COMMAND_QUIET: Duration = Duration::from_millis(100);
 
 /// Mirrors the `abort_on_error` setting for the fatal-error path.
 static ABORT_ON_ERROR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -104,7 +99,7 @@ fn apply_steps(shared: &Shared, steps: &[Step]) -> Result<(), Fatal> {
                 let parsed =
                     control::parse(cmd).map_err(|e| step_error(&format!("-o '{cmd}'"), e))?;
                 if let Some(c) = parsed {
-                    let reply = control::execute(shared, &c, Origin::Startup, 0)
+                    let reply = control::execute(shared, &c, Origin::Startup)
                         .map_err(|e| step_error(&format!("-o '{cmd}'"), e))?;
                     if matches!(step, Step::Command(_)) {
                         print!("{reply}");
@@ -197,7 +192,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     apply_steps(&shared, &cl.steps)?;
     if let Some(path) = &cl.config_file {
         let replies =
-            crate::config::read_and_apply(&shared, std::path::Path::new(path), Origin::Startup)
+            control::config::read_and_apply(&shared, std::path::Path::new(path), Origin::Startup)
                 .map_err(|e| fatal(e.to_string()))?;
         print!("{replies}");
     }
@@ -361,7 +356,7 @@ fn finish_startup(
     }
     let target = shared.info().log_target.clone();
     if let Some(t) = target {
-        crate::request_log::set_request_log(shared, Some(&t)).map_err(|e| fatal(e.to_string()))?;
+        crate::request_log::install(Some(crate::request_log::open(&t).map_err(fatal)?));
     }
     cl.pid_file
         .as_deref()
@@ -431,7 +426,7 @@ impl Handlers for Service {
             .name("pen-control".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                serve_control(&shared, fd, &peer);
+                control::serve_control_port(&shared, fd, &peer);
                 CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
             });
         if spawned.is_err() {
@@ -445,7 +440,7 @@ impl Handlers for Service {
         }
         let path = self.shared.info().config_file.clone();
         if let Some(path) = path {
-            if let Err(e) = crate::config::read_and_apply(&self.shared, &path, Origin::Reload) {
+            if let Err(e) = control::config::read_and_apply(&self.shared, &path, Origin::Reload) {
                 logging::message(&format!(
                     "config reload failed, running configuration kept: {e}"
                 ));
@@ -466,72 +461,6 @@ impl Handlers for Service {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(report.as_bytes());
             let _ = out.flush();
-        }
-    }
-}
-
-/// One control connection: read one line (with a deadline), run it, reply,
-/// close (spec control.md §1-§2). A silent or slow client only ties up this
-/// thread, never the acceptor or the pairs.
-fn serve_control(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
-    if let Some(ip) = peer.ip() {
-        let b = shared.lock();
-        let permitted = b
-            .acls
-            .get(b.settings.control_acl)
-            .is_none_or(|a| a.permits(Some(ip)));
-        if !permitted {
-            logging::debug(1, || "do_ctrl: not from there".into());
-            return;
-        }
-    }
-    let deadline = Instant::now() + CONTROL_TIMEOUT;
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let mut left = deadline.saturating_duration_since(Instant::now());
-        if !buf.is_empty() {
-            // pen runs whatever its one recv() got, and a terminator is
-            // optional (spec control.md §2): a client that sent a command
-            // without one and waits for the reply gets it once it has been
-            // quiet for a moment. Pieces arriving within that moment are
-            // joined, where pen would run the first piece alone.
-            left = left.min(UNTERMINATED_COMMAND_QUIET);
-        }
-        if left.is_zero() {
-            return;
-        }
-        match sys::poll::wait_one(fd.as_raw_fd(), sys::poll::IN, Some(left)) {
-            Ok(0) if !buf.is_empty() => break,
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(_) => return,
-        }
-        match sys::socket::read(fd.as_raw_fd(), &mut chunk) {
-            Ok(0) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(_) => return,
-        }
-        if buf.contains(&b'\n') || buf.contains(&b'\r') || buf.len() >= 4095 {
-            break;
-        }
-    }
-    buf.truncate(4095);
-    let line = String::from_utf8_lossy(&buf);
-    let reply = control::run_line(shared, &line, Origin::ControlPort);
-    let mut rest = reply.as_bytes();
-    while !rest.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
-        match sys::socket::write(fd.as_raw_fd(), rest) {
-            Ok(n) => rest = &rest[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if sys::poll::wait_one(fd.as_raw_fd(), sys::poll::OUT, Some(left)).unwrap_or(0) == 0
-                {
-                    return;
-                }
-            }
-            Err(_) => return,
         }
     }
 }

@@ -8,10 +8,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::control::CommandError;
-use crate::runtime::Shared;
-
-enum Sink {
+/// An open request log: a file, or a socket to penlogd.
+pub enum Sink {
     File { path: PathBuf, file: File },
     Penlogd { socket: UdpSocket, to: SocketAddr },
 }
@@ -37,7 +35,7 @@ pub fn is_network_target(target: &str) -> bool {
 }
 
 /// Opens a request log target (files for append).
-fn open_sink(target: &str) -> Result<Sink, String> {
+pub fn open(target: &str) -> Result<Sink, String> {
     if is_network_target(target) {
         let to = crate::addr::parse_listen(target, crate::addr::Proto::Udp)
             .map_err(|e| format!("log: bad penlogd address '{target}': {e}"))?;
@@ -66,45 +64,11 @@ fn open_sink(target: &str) -> Result<Sink, String> {
     Ok(Sink::File { path, file })
 }
 
-/// Sets (or with `None` stops) the request log.
-pub fn set_request_log(shared: &Shared, target: Option<&str>) -> Result<String, CommandError> {
-    match target {
-        None => {
-            *sink() = None;
-            REQUEST_LOG_ON.store(false, Ordering::Relaxed);
-            shared.info().log_target = None;
-            Ok(String::new())
-        }
-        Some(t) => {
-            let s = open_sink(t).map_err(CommandError::Invalid)?;
-            *sink() = Some(s);
-            REQUEST_LOG_ON.store(true, Ordering::Relaxed);
-            shared.info().log_target = Some(t.to_string());
-            Ok(format!("{t}\n"))
-        }
-    }
-}
-
-/// `log [TARGET]`. At start-up the target is only recorded: it is opened
-/// after chroot and the privilege drop, as pen does (spec cli.md §6 step 11).
-pub fn log_command(
-    shared: &Shared,
-    target: Option<&str>,
-    origin: crate::control::Origin,
-) -> Result<String, CommandError> {
-    match target {
-        Some(t) if origin == crate::control::Origin::Startup => {
-            shared.info().log_target = Some(t.to_string());
-            Ok(format!("{t}\n"))
-        }
-        Some(t) => set_request_log(shared, Some(t)),
-        None => Ok(shared
-            .info()
-            .log_target
-            .as_ref()
-            .map(|t| format!("{t}\n"))
-            .unwrap_or_default()),
-    }
+/// Makes `sink` the request log (`None` stops logging).
+pub fn install(new: Option<Sink>) {
+    let on = new.is_some();
+    *sink() = new;
+    REQUEST_LOG_ON.store(on, Ordering::Relaxed);
 }
 
 /// SIGHUP: close and reopen a log file (after `mv pen.log pen.log.1`).

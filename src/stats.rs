@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::balancer::Balancer;
+use crate::clients::client_text;
 use crate::connections::PairCounters;
-use crate::control::{client_text, CommandError};
 use crate::runtime::Shared;
 use crate::servers::Target;
 
@@ -245,29 +245,4 @@ pub fn write_web_stats(shared: &Shared) -> Option<std::io::Result<()>> {
     let path = shared.info().web_stats.clone()?;
     let html = html_report(&shared.lock(), crate::sys::now_unix());
     Some(write_atomically(&path, &html))
-}
-
-/// `web_stats [FILE]`.
-pub fn web_stats_command(shared: &Shared, path: Option<&str>) -> Result<String, CommandError> {
-    let mut info = shared.info();
-    if let Some(p) = path {
-        info.web_stats = Some(PathBuf::from(p));
-    }
-    Ok(info
-        .web_stats
-        .as_ref()
-        .map(|p| format!("{}\n", p.display()))
-        .unwrap_or_default())
-}
-
-/// `status`: the HTML page (also written to the `-w` file if set). Unlike
-/// pen, the page is returned even without `-w`.
-pub fn status_command(shared: &Shared) -> Result<String, CommandError> {
-    let html = html_report(&shared.lock(), crate::sys::now_unix());
-    if let Some(path) = shared.info().web_stats.clone() {
-        if let Err(e) = write_atomically(&path, &html) {
-            crate::logging::message(&format!("Can't write to {}: {e}", path.display()));
-        }
-    }
-    Ok(html)
 }

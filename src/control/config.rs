@@ -13,8 +13,11 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::control::{self, Command, CommandError, Flag, Origin};
-use crate::runtime::Shared;
+use super::command::CommandError;
+use super::settings::{self, flag_line, number_line, Flag, Number};
+use super::{Command, Origin};
+use crate::balancer::Balancer;
+use crate::runtime::{ProcessInfo, Shared};
 use crate::settings::{DEFAULT_CLIENTS_MAX, DEFAULT_CONN_MAX};
 
 /// A configuration file that cannot be used.
@@ -54,7 +57,7 @@ pub fn load(path: &Path) -> Result<Vec<(usize, Command)>, ConfigError> {
     let text = String::from_utf8_lossy(&bytes);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        match control::parse(line) {
+        match super::parse(line) {
             Ok(Some(cmd)) => out.push((i + 1, cmd)),
             Ok(None) => {}
             Err(error) => {
@@ -69,40 +72,47 @@ pub fn load(path: &Path) -> Result<Vec<(usize, Command)>, ConfigError> {
     Ok(out)
 }
 
-/// Applies parsed commands in order; returns their replies (pen prints
-/// them on stdout at start-up).
-pub fn apply(
-    shared: &Shared,
-    path: &Path,
-    cmds: &[(usize, Command)],
-    origin: Origin,
-) -> Result<String, ConfigError> {
-    let mut replies = String::new();
-    for (line, cmd) in cmds {
-        let r = control::execute(shared, cmd, origin, 0).map_err(|error| ConfigError::Line {
-            path: path.display().to_string(),
-            line: *line,
-            error,
-        })?;
-        replies.push_str(&r);
-    }
-    Ok(replies)
-}
-
-/// Reads `path` and applies it; nothing is applied if any line is bad.
+/// Reads `path` and runs it as one transaction: nothing changes if any
+/// line is bad or fails, and the error names that line. The replies are
+/// returned (pen prints them at start-up).
 pub fn read_and_apply(shared: &Shared, path: &Path, origin: Origin) -> Result<String, ConfigError> {
     let cmds = load(path)?;
-    apply(shared, path, &cmds, origin)
+    super::run_batch(shared, &cmds, origin).map_err(|f| ConfigError::Line {
+        path: path.display().to_string(),
+        line: f.line,
+        error: f.error,
+    })
 }
+
+/// What `write` saves, in pen's order (`man/penctl.1`): names of the
+/// settings table, and the commands that are not in it.
+const PEN_WRITE_ORDER: &[&str] = &[
+    "ascii",
+    "blacklist",
+    "client_acl",
+    "control_acl",
+    "debug",
+    "hash",
+    "http",
+    "log",
+    "roundrobin",
+    "server",
+    "stubborn",
+    "tcp_fastclose",
+    "tcp_nodelay",
+    "timeout",
+    "tracking",
+    "web_stats",
+    "weight",
+    "prio",
+];
 
 fn quoted(s: &str) -> String {
     format!("'{s}'")
 }
 
 /// The `write` file content (spec control.md §5).
-pub fn render(shared: &Shared, target: &Path) -> String {
-    let info = shared.info().clone();
-    let b = shared.lock();
+pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
     let s = &b.settings;
     let mut o = String::new();
     o.push_str(&format!(
@@ -155,49 +165,38 @@ pub fn render(shared: &Shared, target: &Path) -> String {
             }
         }
     }
-    let flag = |f: Flag, name: &str| {
-        if control::flag_on(&b, f) {
-            format!("{name}\n")
-        } else {
-            format!("no {name}\n")
+    for name in PEN_WRITE_ORDER {
+        match *name {
+            "log" => match &info.log_target {
+                Some(t) => o.push_str(&format!("log {t}\n")),
+                None => o.push_str("no log\n"),
+            },
+            "server" => {
+                for (i, sv) in b.servers.backends.iter().enumerate() {
+                    if !matches!(sv.host, crate::addr::Host::Unset) {
+                        o.push_str(&format!(
+                            "server {i} acl {} address {} port {} max {} hard {} weight {} prio {}\n",
+                            sv.acl, sv.host, sv.port, sv.max_conns, sv.hard_limit, sv.weight, sv.prio
+                        ));
+                    }
+                }
+            }
+            "tcp_fastclose" => o.push_str(&format!("tcp_fastclose {}\n", s.fastclose.name())),
+            "web_stats" => match &info.web_stats {
+                Some(w) => o.push_str(&format!("web_stats {}\n", w.display())),
+                None => o.push_str("no web_stats\n"),
+            },
+            setting => {
+                if let Some(f) = Flag::by_name(setting) {
+                    o.push_str(&flag_line(f.row(), s));
+                } else if let Some(n) = Number::by_name(setting) {
+                    o.push_str(&number_line(n.row(), b));
+                }
+            }
         }
-    };
-    o.push_str(&flag(Flag::Ascii, "ascii"));
-    o.push_str(&format!("blacklist {}\n", s.blacklist_time));
-    o.push_str(&format!("client_acl {}\n", s.client_acl));
-    o.push_str(&format!("control_acl {}\n", s.control_acl));
-    o.push_str(&format!("debug {}\n", s.debug));
-    o.push_str(&flag(Flag::Hash, "hash"));
-    o.push_str(&flag(Flag::Http, "http"));
-    match &info.log_target {
-        Some(t) => o.push_str(&format!("log {t}\n")),
-        None => o.push_str("no log\n"),
     }
-    o.push_str(&flag(Flag::Roundrobin, "roundrobin"));
-    for (i, sv) in b.servers.backends.iter().enumerate() {
-        if !matches!(sv.host, crate::addr::Host::Unset) {
-            o.push_str(&format!(
-                "server {i} acl {} address {} port {} max {} hard {} weight {} prio {}\n",
-                sv.acl, sv.host, sv.port, sv.max_conns, sv.hard_limit, sv.weight, sv.prio
-            ));
-        }
-    }
-    o.push_str(&flag(Flag::Stubborn, "stubborn"));
-    o.push_str(&format!("tcp_fastclose {}\n", s.fastclose.name()));
-    o.push_str(&flag(Flag::TcpNodelay, "tcp_nodelay"));
-    o.push_str(&format!("timeout {}\n", s.connect_timeout));
-    o.push_str(&format!("tracking {}\n", s.tracking_time));
-    match &info.web_stats {
-        Some(w) => o.push_str(&format!("web_stats {}\n", w.display())),
-        None => o.push_str("no web_stats\n"),
-    }
-    o.push_str(&flag(Flag::Weight, "weight"));
-    o.push_str(&flag(Flag::Prio, "prio"));
     // Beyond pen's list, so that the file restores everything.
-    o.push_str(&format!("idle_timeout {}\n", s.idle_timeout));
-    o.push_str(&format!("pending_max {}\n", s.pending_max));
-    o.push_str(&flag(Flag::Keepalive, "keepalive"));
-    o.push_str(&flag(Flag::Transparent, "transparent"));
+    o.push_str(&settings::after_pen_list(b));
     match s.source {
         Some(ip) => o.push_str(&format!("source {ip}\n")),
         None => o.push_str("no source\n"),
@@ -205,23 +204,19 @@ pub fn render(shared: &Shared, target: &Path) -> String {
     o
 }
 
-/// `write [FILE]`: saves the configuration to FILE or the `-F` file.
-pub fn write_command(shared: &Shared, path: Option<&Path>) -> Result<String, CommandError> {
-    let target =
-        match path {
-            Some(p) => p.to_path_buf(),
-            None => shared.info().config_file.clone().ok_or_else(|| {
-                CommandError::Invalid("write: no file given and no -F file".into())
-            })?,
-        };
-    let text = render(shared, &target);
-    // Write a sibling temp file and rename it, so a reader never sees half.
-    let tmp = target.with_extension("pen-tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, &target))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            CommandError::Invalid(format!("write: can't write {}: {e}", target.display()))
-        })?;
-    Ok(String::new())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::settings::{Save, FLAGS, NUMBERS};
+
+    #[test]
+    fn pen_list_rows_are_in_the_write_order() {
+        let listed = |name: &str| PEN_WRITE_ORDER.contains(&name);
+        for r in FLAGS {
+            assert_eq!(listed(r.name), r.save == Save::PenList, "{}", r.name);
+        }
+        for r in NUMBERS {
+            assert_eq!(listed(r.name), r.save == Save::PenList, "{}", r.name);
+        }
+    }
 }

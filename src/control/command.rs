@@ -1,0 +1,419 @@
+//! The penctl command grammar (spec control.md §4): one parser for `-o`/`-O`,
+//! `-F` files, `include`, SIGHUP reloads and the control port.
+//!
+//! Differences from pen 0.34.1: arguments must be well-formed (pen's `atoi`
+//! turned "abc" into 0); a command pen accepts but ignores or crashes on
+//! (`idlers N`, `dummy`, `peek`, `dsr_if`, `tarpit_acl N` for N >= 0, `block`,
+//! `delayed_forward`, a missing argument) gets an error reply instead; error
+//! replies are one line starting with `error: `.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use super::settings::{Flag, Number};
+use crate::acl::{self, AclEntry};
+use crate::addr::{self, Host, Proto};
+use crate::settings::FastClose;
+
+/// A parsed command.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    /// A flag of the settings table (`hash`, `no hash`, ...).
+    Flag(Flag, bool),
+    /// A number of the settings table; `None` queries it.
+    Number(Number, Option<i64>),
+    FastClose(FastClose),
+    Mode,
+    Servers,
+    Recent(i64),
+    Connection(i64),
+    Socket(i64),
+    Pid,
+    Control,
+    Listen(Option<String>),
+    Log(Option<String>),
+    NoLog,
+    WebStats(Option<String>),
+    NoWebStats,
+    Status,
+    Server(usize, Vec<ServerSetting>),
+    Acl(usize, AclEntry),
+    NoAcl(usize),
+    Close(i64),
+    Exit,
+    Include(PathBuf),
+    Write(Option<PathBuf>),
+    Source(IpAddr),
+    NoSource,
+    Idlers,
+    TarpitAcl,
+    /// Event back-end choice: `poll` (what we always use).
+    Poll,
+    /// TLS settings (`ssl_*`), kept as words; applied by the TLS layer.
+    Tls(String, Vec<String>),
+}
+
+/// One `KEY VALUE` of `server N ...`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerSetting {
+    Acl(usize),
+    Address(Host),
+    Port(u16),
+    Max(u32),
+    Hard(u32),
+    Weight(u32),
+    Prio(u32),
+    Blacklist(i64),
+}
+
+/// A command that could not be parsed or carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// pen's reply for an unknown first word.
+    Unknown(String),
+    Invalid(String),
+    /// A reply pen sends as it is (some without a newline, quirks.md Q31).
+    Verbatim(String),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::Unknown(w) => write!(f, "do_cmd: ignoring command starting with '{w}'"),
+            CommandError::Invalid(m) | CommandError::Verbatim(m) => write!(f, "{}", m.trim_end()),
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+impl CommandError {
+    /// The bytes sent back on the control port.
+    pub fn reply(&self) -> String {
+        match self {
+            CommandError::Unknown(_) => format!("{self}\n"),
+            CommandError::Invalid(m) => format!("error: {m}\n"),
+            CommandError::Verbatim(m) => m.clone(),
+        }
+    }
+}
+
+pub(super) fn invalid(m: impl Into<String>) -> CommandError {
+    CommandError::Invalid(m.into())
+}
+
+fn int(cmd: &str, w: &str) -> Result<i64, CommandError> {
+    w.parse::<i64>()
+        .map_err(|_| invalid(format!("{cmd}: '{w}' is not a whole number")))
+}
+
+pub(super) fn int_in(cmd: &str, w: &str, min: i64, max: i64) -> Result<i64, CommandError> {
+    let n = int(cmd, w)?;
+    if n < min || n > max {
+        return Err(invalid(format!(
+            "{cmd}: {n} is out of range ({min}..{max})"
+        )));
+    }
+    Ok(n)
+}
+
+fn u32_arg(cmd: &str, w: &str) -> Result<u32, CommandError> {
+    Ok(int_in(cmd, w, 0, u32::MAX as i64)? as u32)
+}
+
+/// The first line of `input`, cut at the first CR or LF (spec control.md §2).
+pub fn first_line(input: &str) -> &str {
+    let end = input.find(['\r', '\n']).unwrap_or(input.len());
+    &input[..end]
+}
+
+/// Splits on spaces only (runs collapsed), as pen does; TAB is not a separator.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split(' ').filter(|w| !w.is_empty()).collect()
+}
+
+const NOT_IMPLEMENTED: &[(&str, &str)] = &[
+    ("block", "pen 0.34.1 lists it but never implemented it"),
+    (
+        "delayed_forward",
+        "pen 0.34.1 lists it but never implemented it",
+    ),
+    ("dummy", "the built-in dummy responder is not supported"),
+    ("peek", "pen 0.34.1 never finished this feature"),
+    ("dsr_if", "direct server return (DSR) is not supported"),
+    ("dsr_ip", "direct server return (DSR) is not supported"),
+    ("select", "this pen always uses poll()"),
+    ("epoll", "this pen always uses poll()"),
+    ("kqueue", "You don't have kqueue"),
+];
+
+/// Parses one line; `Ok(None)` for empty lines and comments.
+pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
+    let w = words(first_line(line));
+    let Some(&first) = w.first() else {
+        return Ok(None);
+    };
+    if first.starts_with('#') {
+        return Ok(None);
+    }
+    let arg = w.get(1).copied();
+    if let Some(f) = Flag::by_name(first) {
+        return Ok(Some(Command::Flag(f, true)));
+    }
+    if let Some(n) = Number::by_name(first) {
+        let row = n.row();
+        let v = match arg {
+            None => None,
+            Some(a) if row.clamp_low => Some(int_in(first, a, i64::MIN, row.max)?.max(row.min)),
+            Some(a) => Some(int_in(first, a, row.min, row.max)?),
+        };
+        return Ok(Some(Command::Number(n, v)));
+    }
+    if let Some((_, why)) = NOT_IMPLEMENTED.iter().find(|(c, _)| *c == first) {
+        return Err(invalid(format!("{first}: {why}")));
+    }
+    let need = |what: &str| arg.ok_or_else(|| invalid(format!("{first}: missing {what}")));
+    let cmd = match first {
+        "no" => return parse_no(&w[1..]),
+        "mode" => Command::Mode,
+        "servers" => Command::Servers,
+        "recent" => Command::Recent(match arg {
+            Some(a) => int_in(first, a, 0, i64::MAX)?,
+            None => 300,
+        }),
+        "connection" => Command::Connection(int(first, need("connection number")?)?),
+        "socket" => Command::Socket(int(first, need("socket number")?)?),
+        "pid" => Command::Pid,
+        "control" => Command::Control,
+        "listen" => Command::Listen(arg.map(String::from)),
+        "log" => Command::Log(arg.map(String::from)),
+        "web_stats" => Command::WebStats(arg.map(String::from)),
+        "status" => Command::Status,
+        "close" => Command::Close(int(first, need("connection number")?)?),
+        "exit" => Command::Exit,
+        "include" => Command::Include(PathBuf::from(need("file name")?)),
+        "write" => Command::Write(arg.map(PathBuf::from)),
+        "source" => {
+            let a = need("address")?;
+            match addr::resolve_host(a) {
+                Ok(ip) => Command::Source(ip),
+                // pen's exact reply, without a newline (quirks.md Q31).
+                Err(_) => {
+                    return Err(CommandError::Verbatim(format!(
+                        "unable to set source address to '{a}'"
+                    )))
+                }
+            }
+        }
+        "tcp_fastclose" => match arg {
+            None => {
+                return Err(CommandError::Verbatim(
+                    "do_cmd: ignoring tcp_fastclose without argument\n".into(),
+                ))
+            }
+            Some("up") => Command::FastClose(FastClose::Up),
+            Some("down") => Command::FastClose(FastClose::Down),
+            Some("both") => Command::FastClose(FastClose::Both),
+            Some(_) => Command::FastClose(FastClose::Off),
+        },
+        "idlers" => match arg {
+            None => Command::Idlers,
+            Some(a) if int(first, a)? <= 0 => Command::Idlers,
+            Some(_) => {
+                return Err(invalid(
+                    "idlers: pre-connected idle connections are not supported",
+                ))
+            }
+        },
+        "tarpit_acl" => match arg {
+            // -1, the default, switches tarpitting off: nothing to refuse.
+            None | Some("-1") => Command::TarpitAcl,
+            Some(_) => return Err(invalid(
+                "tarpit_acl: tarpitting needs direct server return (DSR), which is not supported",
+            )),
+        },
+        "poll" => Command::Poll,
+        "server" => parse_server(&w[1..])?,
+        "acl" => {
+            let n =
+                acl::parse_acl_number(need("ACL number")?).map_err(|e| invalid(e.to_string()))?;
+            let entry = acl::parse_entry(&w[2..]).map_err(|e| invalid(e.to_string()))?;
+            Command::Acl(n, entry)
+        }
+        w0 if w0.starts_with("ssl_") => {
+            let args: Vec<String> = w[1..].iter().map(|s| s.to_string()).collect();
+            // Checked now, so that a bad line in a file changes nothing.
+            #[cfg(feature = "tls")]
+            parse_tls_command(w0, &args)?;
+            Command::Tls(w0.to_string(), args)
+        }
+        _ => return Err(CommandError::Unknown(first.to_string())),
+    };
+    Ok(Some(cmd))
+}
+
+fn parse_no(w: &[&str]) -> Result<Option<Command>, CommandError> {
+    let Some(&what) = w.first() else {
+        return Err(invalid("no: missing setting name"));
+    };
+    if let Some(f) = Flag::by_name(what) {
+        return Ok(Some(Command::Flag(f, false)));
+    }
+    if let Some((_, why)) = NOT_IMPLEMENTED.iter().find(|(c, _)| *c == what) {
+        return Err(invalid(format!("no {what}: {why}")));
+    }
+    Ok(Some(match what {
+        "log" => Command::NoLog,
+        "web_stats" => Command::NoWebStats,
+        "source" => Command::NoSource,
+        "acl" => {
+            let n = w
+                .get(1)
+                .ok_or_else(|| invalid("no acl: missing ACL number"))?;
+            Command::NoAcl(acl::parse_acl_number(n).map_err(|e| invalid(e.to_string()))?)
+        }
+        _ => return Err(CommandError::Unknown(format!("no {what}"))),
+    }))
+}
+
+fn parse_server(w: &[&str]) -> Result<Command, CommandError> {
+    let n = w
+        .first()
+        .ok_or_else(|| invalid("server: missing server number"))?;
+    let n = int_in("server", n, 0, 65535)? as usize;
+    let mut settings = Vec::new();
+    let mut rest = &w[1..];
+    while !rest.is_empty() {
+        let key = rest[0];
+        let v = rest
+            .get(1)
+            .copied()
+            .ok_or_else(|| invalid(format!("server {n}: missing value for '{key}'")))?;
+        let s = match key {
+            "acl" => {
+                ServerSetting::Acl(acl::parse_acl_number(v).map_err(|e| invalid(e.to_string()))?)
+            }
+            "address" => ServerSetting::Address(
+                addr::parse_host(v).map_err(|e| invalid(format!("server {n}: {e}")))?,
+            ),
+            "port" => ServerSetting::Port(
+                addr::parse_port(v, Proto::Tcp).map_err(|e| invalid(format!("server {n}: {e}")))?,
+            ),
+            "max" => ServerSetting::Max(u32_arg("server max", v)?),
+            "hard" => ServerSetting::Hard(u32_arg("server hard", v)?),
+            "weight" => ServerSetting::Weight(u32_arg("server weight", v)?),
+            "prio" => ServerSetting::Prio(u32_arg("server prio", v)?),
+            "blacklist" => ServerSetting::Blacklist(int("server blacklist", v)?),
+            other => return Err(invalid(format!("server {n}: unknown setting '{other}'"))),
+        };
+        settings.push(s);
+        rest = &rest[2..];
+    }
+    Ok(Command::Server(n, settings))
+}
+
+/// Parses the words of an `ssl_*` command (spec control.md §4.6). Unlike
+/// pen, an unknown `ssl_option` and a missing argument are error replies.
+#[cfg(feature = "tls")]
+pub(super) fn parse_tls_command(
+    name: &str,
+    args: &[String],
+) -> Result<crate::tls_runtime::TlsCommand, CommandError> {
+    use crate::tls_runtime::TlsCommand;
+    let arg = args.first().map(String::as_str);
+    let need = |what: &str| arg.ok_or_else(|| invalid(format!("{name}: missing {what}")));
+    Ok(match name {
+        "ssl_ciphers" => TlsCommand::Ciphers(arg.map(String::from)),
+        "ssl_option" => TlsCommand::Option(
+            crate::tls::parse_ssl_option(need("option")?).map_err(|e| invalid(e.to_string()))?,
+        ),
+        "ssl_sni_path" => TlsCommand::SniPath(PathBuf::from(need("directory")?)),
+        "ssl_ocsp_response" => TlsCommand::OcspResponse(PathBuf::from(need("file name")?)),
+        "ssl_client_renegotiation_interval" => TlsCommand::RenegotiationInterval(int_in(
+            name,
+            need("number of seconds")?,
+            0,
+            i32::MAX as i64,
+        )? as u64),
+        "ssl_handshake_timeout" => {
+            TlsCommand::HandshakeTimeout(int_in(name, need("number of seconds")?, 1, 3600)? as u64)
+        }
+        _ => return Err(CommandError::Unknown(name.to_string())),
+    })
+}
+
+#[cfg(all(test, feature = "tls"))]
+mod tls_tests {
+    use super::*;
+    use crate::tls::SslOption;
+    use crate::tls_runtime::TlsCommand;
+
+    fn tls(line: &str) -> Result<TlsCommand, CommandError> {
+        let words = words(line);
+        let args: Vec<String> = words[1..].iter().map(|s| s.to_string()).collect();
+        let parsed = parse_tls_command(words[0], &args);
+        // parse() checks the same way, and keeps the words for execute().
+        match parse(line) {
+            Ok(Some(Command::Tls(name, kept))) => {
+                assert!(parsed.is_ok());
+                assert_eq!((name.as_str(), &kept), (words[0], &args));
+            }
+            Err(e) => assert_eq!(Err(e), parsed.clone().map(|_| ())),
+            other => panic!("{line}: {other:?}"),
+        }
+        parsed
+    }
+
+    #[test]
+    fn ssl_commands() {
+        assert_eq!(
+            tls("ssl_ciphers HIGH:!aNULL"),
+            Ok(TlsCommand::Ciphers(Some("HIGH:!aNULL".into())))
+        );
+        assert_eq!(tls("ssl_ciphers"), Ok(TlsCommand::Ciphers(None)));
+        assert_eq!(
+            tls("ssl_option no_tlsv1.2"),
+            Ok(TlsCommand::Option(SslOption::NoTlsv1_2))
+        );
+        assert_eq!(
+            tls("ssl_sni_path /etc/pen/sni"),
+            Ok(TlsCommand::SniPath("/etc/pen/sni".into()))
+        );
+        assert_eq!(
+            tls("ssl_ocsp_response /etc/pen/ocsp.der"),
+            Ok(TlsCommand::OcspResponse("/etc/pen/ocsp.der".into()))
+        );
+        assert_eq!(
+            tls("ssl_client_renegotiation_interval 60"),
+            Ok(TlsCommand::RenegotiationInterval(60))
+        );
+        assert_eq!(
+            tls("ssl_handshake_timeout 2"),
+            Ok(TlsCommand::HandshakeTimeout(2))
+        );
+    }
+
+    #[test]
+    fn ssl_command_errors() {
+        let reply = |line: &str| tls(line).unwrap_err().reply();
+        assert!(
+            reply("ssl_option no_tlsv1.3").starts_with("error: unknown ssl_option 'no_tlsv1.3'")
+        );
+        assert_eq!(reply("ssl_option"), "error: ssl_option: missing option\n");
+        assert_eq!(
+            reply("ssl_sni_path"),
+            "error: ssl_sni_path: missing directory\n"
+        );
+        assert_eq!(
+            reply("ssl_ocsp_response"),
+            "error: ssl_ocsp_response: missing file name\n"
+        );
+        assert!(reply("ssl_client_renegotiation_interval x").starts_with("error: "));
+        assert!(reply("ssl_handshake_timeout 0").starts_with("error: "));
+        assert_eq!(
+            reply("ssl_bogus 1"),
+            "do_cmd: ignoring command starting with 'ssl_bogus'\n"
+        );
+    }
+}

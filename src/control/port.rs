@@ -1,0 +1,83 @@
+//! The control port (`-C`, `man/penctl.1`): one command per connection,
+//! served on its own short-lived thread with a deadline.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use super::Origin;
+use crate::logging;
+use crate::runtime::Shared;
+use crate::sys;
+use crate::sys::socket::PeerAddr;
+
+/// A control client must send its command within this time.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a control client that sent part of a line without a
+/// terminator may stay quiet before that text is run as the command.
+const UNTERMINATED_COMMAND_QUIET: Duration = Duration::from_millis(100);
+
+/// One control connection: read one line (with a deadline), run it, reply,
+/// close (spec control.md §1-§2). A silent or slow client only ties up this
+/// thread, never the acceptor or the pairs.
+pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
+    if let Some(ip) = peer.ip() {
+        let b = shared.lock();
+        let permitted = b
+            .acls
+            .get(b.settings.control_acl)
+            .is_none_or(|a| a.permits(Some(ip)));
+        if !permitted {
+            logging::debug(1, || "do_ctrl: not from there".into());
+            return;
+        }
+    }
+    let deadline = Instant::now() + CONTROL_TIMEOUT;
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let mut left = deadline.saturating_duration_since(Instant::now());
+        if !buf.is_empty() {
+            // pen runs whatever its one recv() got, and a terminator is
+            // optional (spec control.md §2): a client that sent a command
+            // without one and waits for the reply gets it once it has been
+            // quiet for a moment. Pieces arriving within that moment are
+            // joined, where pen would run the first piece alone.
+            left = left.min(UNTERMINATED_COMMAND_QUIET);
+        }
+        if left.is_zero() {
+            return;
+        }
+        match sys::poll::wait_one(fd.as_raw_fd(), sys::poll::IN, Some(left)) {
+            Ok(0) if !buf.is_empty() => break,
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        match sys::socket::read(fd.as_raw_fd(), &mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        }
+        if buf.contains(&b'\n') || buf.contains(&b'\r') || buf.len() >= 4095 {
+            break;
+        }
+    }
+    buf.truncate(4095);
+    let line = String::from_utf8_lossy(&buf);
+    let reply = super::run_line(shared, &line, Origin::ControlPort);
+    let mut rest = reply.as_bytes();
+    while !rest.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
+        match sys::socket::write(fd.as_raw_fd(), rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if sys::poll::wait_one(fd.as_raw_fd(), sys::poll::OUT, Some(left)).unwrap_or(0) == 0
+                {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}

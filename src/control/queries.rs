@@ -1,0 +1,106 @@
+//! Replies that report state (`man/penctl.1`): `servers`, `recent`,
+//! `connection`, `socket` and the other read-only commands. They read
+//! the state under the lock and never change it.
+
+use super::settings::mode_line;
+use super::Command;
+use crate::balancer::Balancer;
+use crate::clients::client_text;
+use crate::runtime::{ProcessInfo, Shared};
+
+/// A read-only command answered straight from the running state, without
+/// a transaction; `None` for every other command.
+pub(super) fn answer(shared: &Shared, cmd: &Command) -> Option<String> {
+    let now = crate::sys::now_unix();
+    Some(match cmd {
+        Command::Servers => servers_reply(&shared.lock()),
+        Command::Recent(secs) => recent_reply(&shared.lock(), *secs, now),
+        Command::Connection(n) => connection_reply(&shared.lock(), *n),
+        Command::Socket(n) => socket_reply(&shared.lock(), *n),
+        Command::Mode => mode_line(&shared.lock().settings),
+        Command::Number(n, None) => {
+            let row = n.row();
+            (row.reply)((row.get)(&shared.lock()))
+        }
+        Command::Pid | Command::Control | Command::Listen(None) | Command::Log(None) => {
+            info_reply(&shared.info(), cmd)?
+        }
+        _ => return None,
+    })
+}
+
+/// Replies that come from the process facts; `None` for other commands.
+pub(super) fn info_reply(info: &ProcessInfo, cmd: &Command) -> Option<String> {
+    let line = |v: &Option<String>| v.as_ref().map(|v| format!("{v}\n")).unwrap_or_default();
+    Some(match cmd {
+        Command::Pid => format!("{}\n", crate::sys::getpid()),
+        Command::Control => line(&info.control),
+        Command::Listen(None) => line(&info.listen),
+        Command::Log(None) => line(&info.log_target),
+        _ => return None,
+    })
+}
+
+/// The server lines of `servers` (spec control.md §4.3), with live counters.
+pub fn servers_reply(b: &Balancer) -> String {
+    let live = crate::stats::live_by_server(b);
+    let mut out = String::new();
+    for (i, s) in b.servers.backends.iter().enumerate() {
+        out.push_str(&format!(
+            "{} addr {} port {} conn {} max {} hard {} weight {} prio {} sx {} rx {}\n",
+            i,
+            s.host,
+            s.port,
+            s.conns,
+            s.max_conns,
+            s.hard_limit,
+            s.weight,
+            s.prio,
+            s.sent + live[i].0,
+            s.received + live[i].1
+        ));
+    }
+    out
+}
+
+pub(super) fn recent_reply(b: &Balancer, seconds: i64, now: i64) -> String {
+    let mut out = String::new();
+    for (_, c) in b.clients.active() {
+        if now - c.last_seen <= seconds {
+            out.push_str(&format!(
+                "{} connects {} sx {} rx {}\n",
+                client_text(c),
+                c.connects,
+                c.sent,
+                c.received
+            ));
+        }
+    }
+    out
+}
+
+pub(super) fn connection_reply(b: &Balancer, n: i64) -> String {
+    if n < 0 || n as usize >= b.conns.capacity() {
+        return format!("Connection {n} out of range\n");
+    }
+    match b.conns.get(n as usize) {
+        Some(c) => format!(
+            "Connection {n}:\nstate = {}\ndownfd = {}, upfd = {}\nclient = {}, server = {}\npend = 0\n",
+            c.state,
+            c.client_fd,
+            c.server_fd,
+            c.client,
+            c.server.code()
+        ),
+        None => format!("Connection {n}:\nstate = 0\ndownfd = -1, upfd = -1\nclient = 0, server = 0\npend = 0\n"),
+    }
+}
+
+pub(super) fn socket_reply(b: &Balancer, fd: i64) -> String {
+    let owner = b
+        .conns
+        .iter()
+        .find(|(_, c)| i64::from(c.client_fd) == fd || i64::from(c.server_fd) == fd)
+        .map_or(-1, |(i, _)| i as i64);
+    format!("Socket {fd} belongs to connection {owner}\n")
+}

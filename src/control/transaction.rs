@@ -1,0 +1,471 @@
+//! Running commands as a transaction. Each command is checked and applied
+//! to a copy of the balancer state and of the process facts; whatever
+//! touches the outside world is prepared (a log file opened, a listener
+//! bound, a `write` file written beside its target) and kept as an
+//! [`Effect`]. Only when every command of the batch succeeded does
+//! [`Transaction::commit`] re-apply the setting changes to the running
+//! state, under its lock and without I/O, and install the effects. A batch
+//! that fails is dropped: its prepared files and sockets close, and
+//! nothing that runs has changed.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use super::command::{invalid, Command, CommandError, ServerSetting};
+use super::config;
+use super::queries;
+use super::settings::mode_line;
+use super::Origin;
+use crate::addr::{self, Host, ListenAddr, Proto};
+use crate::balancer::Balancer;
+use crate::listeners;
+use crate::logging;
+use crate::request_log;
+use crate::runtime::{AcceptorRequest, ProcessInfo, Shared};
+use crate::servers::Target;
+
+/// Maximum `include` nesting (a file including itself would loop forever).
+const MAX_INCLUDE_DEPTH: u32 = 8;
+
+/// Something a command does outside the balancer state, prepared and
+/// waiting for the commit.
+enum Effect {
+    /// Replace (or with `None`, stop) the request log.
+    RequestLog(Option<request_log::Sink>),
+    /// Replace the listening socket(s).
+    Listen(Vec<OwnedFd>),
+    /// Change a process fact (`listen`, `log`, `web_stats` names).
+    Info(InfoChange),
+    /// `close N`.
+    Close(usize),
+    /// `exit`.
+    Exit,
+    /// Move a `write` file, complete beside its target, into place.
+    Rename(PendingFile),
+    /// Write the status page to the `-w` file.
+    WebStatsPage { path: PathBuf, html: String },
+    #[cfg(feature = "tls")]
+    Tls(crate::tls_runtime::TlsCommand),
+}
+
+#[derive(Clone)]
+enum InfoChange {
+    Listen { spec: String, from_command: bool },
+    LogTarget(Option<String>),
+    WebStats(Option<PathBuf>),
+}
+
+impl InfoChange {
+    fn apply(&self, info: &mut ProcessInfo) {
+        match self {
+            InfoChange::Listen { spec, from_command } => {
+                info.listen = Some(spec.clone());
+                info.listen_from_command |= *from_command;
+            }
+            InfoChange::LogTarget(t) => info.log_target = t.clone(),
+            InfoChange::WebStats(p) => info.web_stats = p.clone(),
+        }
+    }
+}
+
+pub(super) struct Transaction<'a> {
+    shared: &'a Shared,
+    origin: Origin,
+    now: i64,
+    /// The balancer as the batch leaves it so far.
+    staged: Balancer,
+    /// The process facts as the batch leaves them so far.
+    info: ProcessInfo,
+    /// The setting changes, to re-apply to the running state.
+    replay: Vec<Command>,
+    effects: Vec<Effect>,
+}
+
+impl<'a> Transaction<'a> {
+    pub(super) fn begin(shared: &'a Shared, origin: Origin) -> Transaction<'a> {
+        let staged = shared.lock().clone();
+        let info = shared.info().clone();
+        Transaction {
+            shared,
+            origin,
+            now: crate::sys::now_unix(),
+            staged,
+            info,
+            replay: Vec::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    /// A settings command: applied to the copy now, replayed at the commit.
+    fn setting(&mut self, cmd: &Command) -> String {
+        let reply = apply_setting(&mut self.staged, cmd, self.now).unwrap_or_default();
+        self.replay.push(cmd.clone());
+        reply
+    }
+
+    fn change_info(&mut self, change: InfoChange) {
+        change.apply(&mut self.info);
+        self.effects.push(Effect::Info(change));
+    }
+
+    /// Checks and stages one command; its reply.
+    pub(super) fn run(&mut self, cmd: &Command, depth: u32) -> Result<String, CommandError> {
+        if let Command::Flag(f, true) = cmd {
+            if f.row().name == "transparent" {
+                crate::sys::socket::probe_transparent().map_err(|e| {
+                    invalid(format!(
+                    "transparent: the kernel refuses IP_TRANSPARENT ({e}); it needs CAP_NET_ADMIN"
+                ))
+                })?;
+            }
+        }
+        let b = &self.staged;
+        Ok(match cmd {
+            Command::Flag(..)
+            | Command::Number(..)
+            | Command::FastClose(_)
+            | Command::Mode
+            | Command::Server(..)
+            | Command::Acl(..)
+            | Command::NoAcl(_)
+            | Command::Source(_)
+            | Command::NoSource
+            | Command::Idlers
+            | Command::TarpitAcl
+            | Command::Poll => self.setting(cmd),
+            Command::Pid | Command::Control | Command::Listen(None) | Command::Log(None) => {
+                queries::info_reply(&self.info, cmd).unwrap_or_default()
+            }
+            Command::Servers => queries::servers_reply(b),
+            Command::Recent(secs) => queries::recent_reply(b, *secs, self.now),
+            Command::Connection(n) => queries::connection_reply(b, *n),
+            Command::Socket(n) => queries::socket_reply(b, *n),
+            Command::Listen(Some(spec)) => self.listen(spec)?,
+            Command::Log(Some(target)) => self.log(target)?,
+            Command::NoLog => {
+                self.effects.push(Effect::RequestLog(None));
+                self.change_info(InfoChange::LogTarget(None));
+                String::new()
+            }
+            Command::WebStats(path) => {
+                if let Some(p) = path {
+                    self.change_info(InfoChange::WebStats(Some(PathBuf::from(p))));
+                }
+                self.info
+                    .web_stats
+                    .as_ref()
+                    .map(|p| format!("{}\n", p.display()))
+                    .unwrap_or_default()
+            }
+            Command::NoWebStats => {
+                self.change_info(InfoChange::WebStats(None));
+                String::new()
+            }
+            // Unlike pen, the page is returned even without `-w`.
+            Command::Status => {
+                let html = crate::stats::html_report(b, self.now);
+                if let Some(path) = self.info.web_stats.clone() {
+                    self.effects.push(Effect::WebStatsPage {
+                        path,
+                        html: html.clone(),
+                    });
+                }
+                html
+            }
+            Command::Close(n) => {
+                if *n < 0 || *n as usize >= b.conns.capacity() {
+                    return Ok(format!("Connection {n} out of range\n"));
+                }
+                if b.conns.get(*n as usize).is_none() {
+                    // pen "closes" unused slots and corrupts its counter (Q16).
+                    return Err(invalid(format!("close: connection {n} is not in use")));
+                }
+                self.effects.push(Effect::Close(*n as usize));
+                format!("Forcibly closing connection {n}\n")
+            }
+            Command::Exit => {
+                if !self.info.exit_enabled {
+                    return Ok("Exit is not enabled; restart with -X flag\n".into());
+                }
+                self.effects.push(Effect::Exit);
+                String::new()
+            }
+            Command::Include(path) => self.include(path, depth)?,
+            Command::Write(path) => self.write(path.as_deref())?,
+            Command::Tls(name, args) => self.tls(name, args)?,
+        })
+    }
+
+    /// `listen ADDR`: at start-up it names the listener (and the first
+    /// positional argument is then not a backend, as in pen); at run time
+    /// the new listener is bound now and replaces the old one at the
+    /// commit. Unlike pen, a bind failure keeps the old listener.
+    fn listen(&mut self, spec: &str) -> Result<String, CommandError> {
+        let udp = self.info.udp;
+        let proto = if udp { Proto::Udp } else { Proto::Tcp };
+        let addr: ListenAddr =
+            addr::parse_listen(spec, proto).map_err(|e| invalid(format!("listen: {e}")))?;
+        if self.origin != Origin::Startup {
+            if udp {
+                return Err(invalid(
+                    "listen: changing the UDP listener at run time is not supported; restart pen",
+                ));
+            }
+            let backlog = self.staged.settings.listen_queue;
+            let fd = listeners::open(&addr, false, backlog)
+                .map_err(|e| invalid(listeners::bind_error(spec, &e)))?;
+            self.effects.push(Effect::Listen(vec![fd]));
+        }
+        self.change_info(InfoChange::Listen {
+            spec: spec.to_string(),
+            from_command: self.origin == Origin::Startup,
+        });
+        Ok(format!("{spec}\n"))
+    }
+
+    /// `log TARGET`. At start-up the target is only recorded: it is opened
+    /// after chroot and the privilege drop, as pen does.
+    fn log(&mut self, target: &str) -> Result<String, CommandError> {
+        if self.origin != Origin::Startup {
+            let sink = request_log::open(target).map_err(CommandError::Invalid)?;
+            self.effects.push(Effect::RequestLog(Some(sink)));
+        }
+        self.change_info(InfoChange::LogTarget(Some(target.to_string())));
+        Ok(format!("{target}\n"))
+    }
+
+    fn include(&mut self, path: &Path, depth: u32) -> Result<String, CommandError> {
+        if depth >= MAX_INCLUDE_DEPTH {
+            return Err(invalid(format!(
+                "include {}: nested too deeply",
+                path.display()
+            )));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(format!("include: can't read {}: {e}", path.display())))?;
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let at = |e: CommandError| invalid(format!("{}:{}: {}", path.display(), i + 1, e));
+            if let Some(c) = super::parse(line).map_err(at)? {
+                out.push_str(&self.run(&c, depth + 1)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `write [FILE]`: the file is written beside its target now, from the
+    /// state as the batch leaves it, and renamed into place at the commit.
+    fn write(&mut self, path: Option<&Path>) -> Result<String, CommandError> {
+        let target = match path {
+            Some(p) => p.to_path_buf(),
+            None => self
+                .info
+                .config_file
+                .clone()
+                .ok_or_else(|| invalid("write: no file given and no -F file"))?,
+        };
+        let text = config::render(&self.staged, &self.info, &target);
+        let tmp = target.with_extension("pen-tmp");
+        std::fs::write(&tmp, text).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            invalid(format!("write: can't write {}: {e}", target.display()))
+        })?;
+        self.effects.push(Effect::Rename(PendingFile {
+            tmp: Some(tmp),
+            target,
+        }));
+        Ok(String::new())
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls(&mut self, name: &str, _args: &[String]) -> Result<String, CommandError> {
+        Err(invalid(format!(
+            "{name}: this pen was built without TLS support; rebuild with `make TLS=1`"
+        )))
+    }
+
+    #[cfg(feature = "tls")]
+    fn tls(&mut self, name: &str, args: &[String]) -> Result<String, CommandError> {
+        let command = super::command::parse_tls_command(name, args)?;
+        self.effects.push(Effect::Tls(command));
+        Ok(String::new())
+    }
+
+    /// Makes the whole batch take effect.
+    pub(super) fn commit(self) {
+        let Transaction {
+            shared,
+            now,
+            replay,
+            effects,
+            ..
+        } = self;
+        if !replay.is_empty() {
+            let mut b = shared.lock();
+            for cmd in &replay {
+                apply_setting(&mut b, cmd, now);
+            }
+            logging::set_level(b.settings.debug);
+            shared.sync_limits(&b);
+        }
+        for effect in effects {
+            match effect {
+                Effect::RequestLog(sink) => request_log::install(sink),
+                Effect::Listen(fds) => shared.request(AcceptorRequest::Listen(fds)),
+                Effect::Info(change) => change.apply(&mut shared.info()),
+                Effect::Close(n) => close_connection(shared, n),
+                Effect::Exit => shared.request(AcceptorRequest::Exit),
+                Effect::Rename(file) => file.move_into_place(),
+                Effect::WebStatsPage { path, html } => {
+                    if let Err(e) = crate::stats::write_atomically(&path, &html) {
+                        logging::message(&format!("Can't write to {}: {e}", path.display()));
+                    }
+                }
+                #[cfg(feature = "tls")]
+                Effect::Tls(command) => {
+                    if let Err(e) = shared.tls_state.apply(&command) {
+                        logging::message(&e.to_string());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A `write` file complete beside its target; removed if the batch fails.
+struct PendingFile {
+    tmp: Option<PathBuf>,
+    target: PathBuf,
+}
+
+impl PendingFile {
+    fn move_into_place(mut self) {
+        let Some(tmp) = self.tmp.take() else { return };
+        if let Err(e) = std::fs::rename(&tmp, &self.target) {
+            let _ = std::fs::remove_file(&tmp);
+            logging::message(&format!(
+                "write: can't write {}: {e}",
+                self.target.display()
+            ));
+        }
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+/// `close N`: shuts the pair's sockets down; its thread then ends it.
+fn close_connection(shared: &Shared, n: usize) {
+    let b = shared.lock();
+    if let Some(c) = b.conns.get(n) {
+        crate::sys::socket::shutdown(c.client_fd, crate::sys::socket::Shutdown::Both);
+        if c.server_fd >= 0 {
+            crate::sys::socket::shutdown(c.server_fd, crate::sys::socket::Shutdown::Both);
+        }
+    }
+}
+
+/// Applies `server N ...` settings to the table.
+fn apply_server(b: &mut Balancer, n: usize, settings: &[ServerSetting], now: i64) {
+    b.servers.ensure_slot(n);
+    for s in settings {
+        let t = Target::Backend(n);
+        if let ServerSetting::Blacklist(secs) = s {
+            b.blacklist_for(t, *secs, now);
+            continue;
+        }
+        let slot = &mut b.servers.backends[n];
+        match s {
+            ServerSetting::Acl(a) => slot.acl = *a,
+            ServerSetting::Address(h) => {
+                if matches!(h, Host::Unix(_)) {
+                    slot.port = addr::UNIX_BACKEND_PORT;
+                }
+                slot.host = h.clone();
+            }
+            ServerSetting::Port(p) => {
+                if !matches!(slot.host, Host::Unix(_)) {
+                    slot.port = *p;
+                }
+            }
+            ServerSetting::Max(m) => slot.max_conns = *m,
+            ServerSetting::Hard(h) => slot.hard_limit = *h,
+            ServerSetting::Weight(w) => slot.weight = *w,
+            ServerSetting::Prio(p) => slot.prio = *p,
+            ServerSetting::Blacklist(_) => {}
+        }
+    }
+}
+
+/// Applies a command that only changes (or reads) the balancer state and
+/// returns its reply; `None` for a command that needs the process. Pure:
+/// a commit re-applies exactly these to the running state.
+pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String> {
+    Some(match cmd {
+        Command::Flag(f, on) => {
+            (f.row().set)(&mut b.settings, *on);
+            String::new()
+        }
+        Command::Number(n, v) => {
+            let row = n.row();
+            if let Some(v) = *v {
+                (row.set)(b, v);
+            }
+            (row.reply)((row.get)(b))
+        }
+        Command::FastClose(fc) => {
+            b.settings.fastclose = *fc;
+            String::new()
+        }
+        Command::Mode => mode_line(&b.settings),
+        Command::Server(n, settings) => {
+            apply_server(b, *n, settings, now);
+            String::new()
+        }
+        Command::Acl(n, e) => {
+            if let Some(a) = b.acls.get_mut(*n) {
+                a.push(*e);
+            }
+            String::new()
+        }
+        Command::NoAcl(n) => {
+            if let Some(a) = b.acls.get_mut(*n) {
+                a.clear();
+            }
+            String::new()
+        }
+        Command::Source(ip) => {
+            b.settings.source = Some(*ip);
+            String::new()
+        }
+        Command::NoSource => {
+            b.settings.source = None;
+            String::new()
+        }
+        Command::Idlers => "Idlers: 0/0\n".to_string(),
+        Command::TarpitAcl => "tarpit_acl = -1".to_string(),
+        Command::Poll => String::new(),
+        Command::Servers
+        | Command::Recent(_)
+        | Command::Connection(_)
+        | Command::Socket(_)
+        | Command::Pid
+        | Command::Control
+        | Command::Listen(_)
+        | Command::Log(_)
+        | Command::NoLog
+        | Command::WebStats(_)
+        | Command::NoWebStats
+        | Command::Status
+        | Command::Close(_)
+        | Command::Exit
+        | Command::Include(_)
+        | Command::Write(_)
+        | Command::Tls(..) => return None,
+    })
+}
