@@ -20,6 +20,7 @@ pub mod listeners;
 pub mod log;
 pub mod pair;
 pub mod relay;
+pub mod reqlog;
 pub mod runtime;
 pub mod select;
 pub mod server;
