@@ -21,13 +21,13 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{parse_args, parse_number, usage_error, Diagnostics, Parsed, EXIT_FAILURE, EXIT_OK};
 use crate::daemon::{self, Account, StartupReport};
 use crate::reqlog::{self, Host, RequestRecord, RECORD_MARK};
-use crate::sys::{flags, syslog};
+use crate::sys::signal::{self, Signal};
+use crate::sys::syslog;
 
 const PROG: &str = "penlogd";
 
@@ -58,9 +58,6 @@ Usage:
   --help    print this help and exit
   --version print the version and exit
 ";
-
-static TERMINATE: AtomicBool = AtomicBool::new(false);
-static REOPEN: AtomicBool = AtomicBool::new(false);
 
 /// The command line, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -261,10 +258,9 @@ fn setup(
         None => None,
         Some(path) => Some(daemon::write_pid_file(path).map_err(|e| e.to_string())?),
     };
-    let handlers = flags::on_signal(libc::SIGTERM, &TERMINATE)
-        .and_then(|()| flags::on_signal(libc::SIGINT, &TERMINATE))
-        .and_then(|()| flags::on_signal(libc::SIGHUP, &REOPEN));
-    if let Err(e) = handlers {
+    // HUP reopens the log, TERM and INT end the loop; USR1 keeps its
+    // default action.
+    if let Err(e) = signal::install_only(&[Signal::Term, Signal::Int, Signal::Hup]) {
         if let Some(p) = &pid_file {
             p.remove();
         }
@@ -300,8 +296,12 @@ impl Daemon {
         // buffer by one, Q39).
         let mut buf = vec![0u8; 65_536];
         let mut last_write_error: Option<io::ErrorKind> = None;
-        while !TERMINATE.load(Ordering::SeqCst) {
-            if REOPEN.swap(false, Ordering::SeqCst) {
+        loop {
+            let signals = signal::take_pending();
+            if signals.contains(Signal::Term) || signals.contains(Signal::Int) {
+                break;
+            }
+            if signals.contains(Signal::Hup) {
                 self.output.reopen(diag);
             }
             let (len, source) = match self.socket.recv_from(&mut buf) {
