@@ -27,7 +27,7 @@ use super::{parse_args, parse_number, usage_error, Diagnostics, Parsed, EXIT_FAI
 use crate::daemon::{self, Account, StartupReport};
 use crate::reqlog::{self, Host, RequestRecord, RECORD_MARK};
 use crate::sys::signal::{self, Signal};
-use crate::sys::syslog;
+use crate::sys::{syslog, udp};
 
 const PROG: &str = "penlogd";
 
@@ -294,7 +294,7 @@ impl Daemon {
         // Datagrams larger than the reqlog::DATAGRAM_MAX bytes pen sends are
         // read whole and handled like any other (pen 0.34.1 overflowed its
         // buffer by one, Q39).
-        let mut buf = vec![0u8; 65_536];
+        let mut buf = vec![0u8; udp::RECV_BUFFER_LEN];
         let mut last_write_error: Option<io::ErrorKind> = None;
         loop {
             let signals = signal::take_pending();
