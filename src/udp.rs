@@ -85,9 +85,8 @@ use crate::sys::udp::{self as udp_sys, LocalAddr};
 /// default).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Receive buffer: larger than any UDP payload (65507 bytes over IPv4,
-/// 65527 over IPv6 without jumbograms).
-const MAX_DATAGRAM: usize = 65536;
+/// Receive buffer: larger than any UDP payload.
+const MAX_DATAGRAM: usize = udp_sys::RECV_BUFFER_LEN;
 
 /// Datagrams handled per socket and poll round, so one busy client or
 /// server cannot starve the others.

@@ -10,24 +10,21 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::fmt;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::{
     days_from_civil, days_in_month, format_clf_utc, parse_args, parse_number, usage_error,
     Diagnostics, Parsed, EXIT_FAILURE, EXIT_OK, MONTHS,
 };
+use crate::reqlog::{self, FileLine, Host, FILE_REQUEST_MAX};
 
 const PROG: &str = "mergelogs";
 
 /// Default `-j`: pen 0.34.1 uses 600 s (its usage text claims 2).
 pub const DEFAULT_JITTER: i64 = 600;
-
-/// pen writes at most this many bytes of a request into its log file
-/// (spec operations.md §3.1).
-pub const PEN_REQUEST_MAX: usize = 100;
 
 /// Lines longer than this are skipped as malformed (bounds memory use).
 const MAX_LINE: usize = 64 * 1024;
@@ -278,27 +275,6 @@ fn write_merged<W: Write>(out: &mut W, client: &[u8], line: &WebLine) -> io::Res
     out.write_all(b"\n")
 }
 
-/// A server as named in pen's log or on the command line: addresses compare
-/// by value (so `::1` equals `0:0::1`), anything else as text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostKey {
-    Ip(IpAddr),
-    Text(Vec<u8>),
-}
-
-impl HostKey {
-    /// The key for a textual server name or address.
-    pub fn new(text: &[u8]) -> Self {
-        match std::str::from_utf8(text)
-            .ok()
-            .and_then(|s| s.parse::<IpAddr>().ok())
-        {
-            Some(ip) => HostKey::Ip(ip.to_canonical()),
-            None => HostKey::Text(text.to_vec()),
-        }
-    }
-}
-
 /// Reads lines of a file, bounded in length, counting them for messages.
 pub struct LineReader<R> {
     reader: R,
@@ -377,7 +353,7 @@ impl<R: BufRead> LineReader<R> {
     }
 
     /// Reports a skipped line on stderr.
-    fn skip_message(&self, diag: &Diagnostics, why: &str) {
+    fn skip_message(&self, diag: &Diagnostics, why: impl fmt::Display) {
         diag.warning(&format!(
             "{}:{}: skipping malformed line ({why})",
             self.path.display(),
@@ -525,7 +501,7 @@ fn digits<T: std::str::FromStr>(s: &str, min: usize, max: usize) -> Option<T> {
 /// One access log and its current (next to be written) line.
 pub struct WebLog<R> {
     server_text: String,
-    server_key: HostKey,
+    server_key: Host,
     reader: LineReader<R>,
     current: Option<WebLine>,
     buf: Vec<u8>,
@@ -536,7 +512,7 @@ impl<R: BufRead> WebLog<R> {
     pub fn new(server: &str, reader: LineReader<R>) -> Self {
         WebLog {
             server_text: server.to_string(),
-            server_key: HostKey::new(server.as_bytes()),
+            server_key: Host::new(server.as_bytes()),
             reader,
             current: None,
             buf: Vec::new(),
@@ -563,47 +539,19 @@ impl<R: BufRead> WebLog<R> {
     }
 }
 
-/// One line of pen's request log (spec operations.md §3.1).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PenRecord {
-    /// The real client (may be empty: unnamed Unix socket client).
-    pub client: Vec<u8>,
-    /// Seconds since the epoch, `-t` already subtracted.
-    pub time: i64,
-    /// The backend the request went to.
-    pub server: HostKey,
-    /// The first at most 100 bytes of the request.
-    pub request: Vec<u8>,
-}
-
-/// Parses `CLIENT UNIXTIME SERVER REQUEST` (single spaces; the client and
-/// the request may be empty).
-pub fn parse_pen_line(line: &[u8], time_offset: i64) -> Result<PenRecord, &'static str> {
-    let mut fields = line.splitn(4, |&b| b == b' ');
-    let client = fields.next().ok_or("empty line")?;
-    let time = fields.next().ok_or("no time field")?;
-    let server = fields.next().ok_or("no server field")?;
-    let request = fields.next().unwrap_or_default();
-    let time: i64 = std::str::from_utf8(time)
-        .ok()
-        .and_then(|t| digits(t, 1, 19))
-        .ok_or("time is not a number of seconds")?;
-    if server.is_empty() {
-        return Err("empty server field");
-    }
-    Ok(PenRecord {
-        client: client.to_vec(),
-        time: time.saturating_sub(time_offset),
-        server: HostKey::new(server),
-        request: request.to_vec(),
-    })
+/// Decodes a line of pen's request log, `time_offset` (`-t`) subtracted
+/// from its time.
+pub fn parse_pen_line(line: &[u8], time_offset: i64) -> Result<FileLine, reqlog::Malformed> {
+    let mut line = reqlog::decode_file_line(line)?;
+    line.time = line.time.saturating_sub(time_offset);
+    Ok(line)
 }
 
 /// Whether pen's logged request stands for the web server's request: equal,
-/// or cut at pen's 100-byte limit and the beginning of it.
+/// or cut at pen's limit ([`FILE_REQUEST_MAX`] bytes) and the beginning of it.
 pub fn request_matches(pen_request: &[u8], web_request: &[u8]) -> bool {
     pen_request == web_request
-        || (pen_request.len() == PEN_REQUEST_MAX && web_request.starts_with(pen_request))
+        || (pen_request.len() == FILE_REQUEST_MAX && web_request.starts_with(pen_request))
 }
 
 /// pen's request log, searched for the record behind each web line.
@@ -614,9 +562,9 @@ pub struct PenLog<R> {
     time_offset: i64,
     use_cache: bool,
     /// Cached mode: records around the current time, in file order.
-    window: VecDeque<PenRecord>,
+    window: VecDeque<FileLine>,
     /// Cached mode: the first record not yet in the window (read ahead).
-    lookahead: Option<PenRecord>,
+    lookahead: Option<FileLine>,
     at_end: bool,
     /// Uncached mode: malformed lines are reported on the first pass only.
     passes: u64,
@@ -641,16 +589,16 @@ impl<R: BufRead + Seek> PenLog<R> {
     }
 
     /// The next well-formed record of the file, `None` at its end.
-    fn next_record(&mut self, report: bool) -> Result<Option<PenRecord>, MergeError> {
+    fn next_record(&mut self, report: bool) -> Result<Option<FileLine>, MergeError> {
         while let Some(kind) = self.reader.next_line(&mut self.buf)? {
-            let result = match kind {
-                Line::TooLong => Err("too long"),
-                Line::Text => parse_pen_line(&self.buf, self.time_offset),
-            };
-            match result {
-                Ok(record) => return Ok(Some(record)),
-                Err(why) if report => self.reader.skip_message(&self.diag, why),
-                Err(_) => {}
+            match kind {
+                Line::TooLong if report => self.reader.skip_message(&self.diag, "too long"),
+                Line::TooLong => {}
+                Line::Text => match parse_pen_line(&self.buf, self.time_offset) {
+                    Ok(record) => return Ok(Some(record)),
+                    Err(why) if report => self.reader.skip_message(&self.diag, why),
+                    Err(_) => {}
+                },
             }
         }
         Ok(None)
@@ -661,22 +609,22 @@ impl<R: BufRead + Seek> PenLog<R> {
     /// record in the file on a tie).
     pub fn best_client(
         &mut self,
-        server: &HostKey,
+        server: &Host,
         request: &[u8],
         time: i64,
     ) -> Result<Option<Vec<u8>>, MergeError> {
         let jitter = self.jitter;
-        let is_candidate = |r: &PenRecord| {
-            r.server == *server
-                && r.time.abs_diff(time) <= jitter.unsigned_abs()
-                && request_matches(&r.request, request)
+        let is_candidate = |l: &FileLine| {
+            l.record.server == *server
+                && l.time.abs_diff(time) <= jitter.unsigned_abs()
+                && request_matches(&l.record.request, request)
         };
         let mut best: Option<(u64, Vec<u8>)> = None;
-        let mut consider = |r: &PenRecord| {
-            if is_candidate(r) {
-                let distance = r.time.abs_diff(time);
+        let mut consider = |l: &FileLine| {
+            if is_candidate(l) {
+                let distance = l.time.abs_diff(time);
                 if best.as_ref().is_none_or(|(d, _)| distance < *d) {
-                    best = Some((distance, r.client.clone()));
+                    best = Some((distance, l.record.client.clone()));
                 }
             }
         };
@@ -792,15 +740,15 @@ mod tests {
 
     #[test]
     fn pen_lines_are_parsed() {
-        let r = parse_pen_line(b"10.1.1.1 1795683600 127.0.0.2 GET /x HTTP/1.0", 0).unwrap();
-        assert_eq!(r.client, b"10.1.1.1");
-        assert_eq!(r.time, T0);
-        assert_eq!(r.server, HostKey::Ip("127.0.0.2".parse().unwrap()));
-        assert_eq!(r.request, b"GET /x HTTP/1.0");
+        let l = parse_pen_line(b"10.1.1.1 1795683600 127.0.0.2 GET /x HTTP/1.0", 0).unwrap();
+        assert_eq!(l.record.client, b"10.1.1.1");
+        assert_eq!(l.time, T0);
+        assert_eq!(l.record.server, Host::Ip("127.0.0.2".parse().unwrap()));
+        assert_eq!(l.record.request, b"GET /x HTTP/1.0");
         let unix = parse_pen_line(b" 1795683600 ::1 ", 3600).unwrap();
-        assert!(unix.client.is_empty());
+        assert!(unix.record.client.is_empty());
         assert_eq!(unix.time, T0 - 3600);
-        assert!(unix.request.is_empty());
+        assert!(unix.record.request.is_empty());
         assert!(parse_pen_line(b"10.1.1.1 soon 127.0.0.2 GET /", 0).is_err());
         assert!(parse_pen_line(b"10.1.1.1 1795683600", 0).is_err());
         assert!(parse_pen_line(b"", 0).is_err());
@@ -823,7 +771,7 @@ mod tests {
     #[test]
     fn truncated_pen_requests_match_longer_requests() {
         let long = format!("GET /{} HTTP/1.1", "x".repeat(200));
-        let cut = &long.as_bytes()[..PEN_REQUEST_MAX];
+        let cut = &long.as_bytes()[..FILE_REQUEST_MAX];
         assert!(request_matches(cut, long.as_bytes()));
         assert!(!request_matches(b"GET /x", b"GET /xy"));
         assert!(request_matches(b"GET /x", b"GET /x"));

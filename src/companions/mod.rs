@@ -117,7 +117,7 @@ impl Diagnostics {
         if self.to_syslog {
             syslog::send(syslog::Priority::Debug, msg);
         } else if self.timestamps {
-            eprintln!("{}: {msg}", format_iso_utc(unix_now()));
+            eprintln!("{}: {msg}", format_iso_utc(crate::sys::now_unix()));
         } else {
             eprintln!("{}: {msg}", self.prog);
         }
@@ -139,14 +139,6 @@ impl Diagnostics {
         }
         eprintln!("{}: {msg}", self.prog);
     }
-}
-
-/// Seconds since the epoch now (0 if the clock is before 1970).
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// English month abbreviations as used by the Common Log Format.

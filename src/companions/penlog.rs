@@ -8,12 +8,9 @@ use std::io::{self, BufRead};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 
 use super::{parse_args, usage_error, Parsed, EXIT_FAILURE, EXIT_OK};
+use crate::reqlog::WEB_LINE_PIECE_MAX;
 
 const PROG: &str = "penlog";
-
-/// pen's penlog reads lines with a 1024-byte buffer, so at most 1023 bytes
-/// go into one datagram; longer lines are sent in pieces (spec §1).
-pub const MAX_DATAGRAM: usize = 1023;
 
 const USAGE: &str = "\
 Usage: penlog SERVER PORT [MY_IP]
@@ -115,9 +112,11 @@ fn forward_lines(
     socket: &UdpSocket,
     destination: SocketAddr,
 ) -> io::Result<()> {
-    let mut piece = Vec::with_capacity(MAX_DATAGRAM);
+    // At most WEB_LINE_PIECE_MAX bytes go into one datagram; longer lines
+    // are sent in pieces (man/penlog.1).
+    let mut piece = Vec::with_capacity(WEB_LINE_PIECE_MAX);
     let mut last_error: Option<io::ErrorKind> = None;
-    while read_piece(&mut input, &mut piece, MAX_DATAGRAM)? > 0 {
+    while read_piece(&mut input, &mut piece, WEB_LINE_PIECE_MAX)? > 0 {
         match socket.send_to(&piece, destination) {
             Ok(_) => last_error = None,
             Err(e) => {
@@ -178,14 +177,17 @@ mod tests {
     #[test]
     fn lines_keep_their_newline() {
         assert_eq!(
-            pieces(b"a b\nccc\n", 1023),
+            pieces(b"a b\nccc\n", WEB_LINE_PIECE_MAX),
             vec![b"a b\n".to_vec(), b"ccc\n".to_vec()]
         );
     }
 
     #[test]
     fn last_line_without_newline_is_sent() {
-        assert_eq!(pieces(b"x\ny", 1023), vec![b"x\n".to_vec(), b"y".to_vec()]);
+        assert_eq!(
+            pieces(b"x\ny", WEB_LINE_PIECE_MAX),
+            vec![b"x\n".to_vec(), b"y".to_vec()]
+        );
     }
 
     #[test]
@@ -205,7 +207,13 @@ mod tests {
     }
 
     #[test]
+    fn usage_states_the_piece_size() {
+        let size = WEB_LINE_PIECE_MAX.to_string();
+        assert_eq!(USAGE.matches(size.as_str()).count(), 2, "{USAGE}");
+    }
+
+    #[test]
     fn empty_input_sends_nothing() {
-        assert!(pieces(b"", 1023).is_empty());
+        assert!(pieces(b"", WEB_LINE_PIECE_MAX).is_empty());
     }
 }

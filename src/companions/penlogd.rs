@@ -21,12 +21,13 @@ use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use super::{parse_args, parse_number, usage_error, Diagnostics, Parsed, EXIT_FAILURE, EXIT_OK};
 use crate::daemon::{self, Account, StartupReport};
-use crate::sys::{flags, syslog};
+use crate::reqlog::{self, Host, RequestRecord, RECORD_MARK};
+use crate::sys::signal::{self, Signal};
+use crate::sys::{syslog, udp};
 
 const PROG: &str = "penlogd";
 
@@ -57,9 +58,6 @@ Usage:
   --help    print this help and exit
   --version print the version and exit
 ";
-
-static TERMINATE: AtomicBool = AtomicBool::new(false);
-static REOPEN: AtomicBool = AtomicBool::new(false);
 
 /// The command line, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -260,10 +258,9 @@ fn setup(
         None => None,
         Some(path) => Some(daemon::write_pid_file(path).map_err(|e| e.to_string())?),
     };
-    let handlers = flags::on_signal(libc::SIGTERM, &TERMINATE)
-        .and_then(|()| flags::on_signal(libc::SIGINT, &TERMINATE))
-        .and_then(|()| flags::on_signal(libc::SIGHUP, &REOPEN));
-    if let Err(e) = handlers {
+    // HUP reopens the log, TERM and INT end the loop; USR1 keeps its
+    // default action.
+    if let Err(e) = signal::install_only(&[Signal::Term, Signal::Int, Signal::Hup]) {
         if let Some(p) = &pid_file {
             p.remove();
         }
@@ -294,12 +291,17 @@ fn open_log(path: &Path) -> io::Result<File> {
 impl Daemon {
     /// Receives datagrams until SIGTERM/SIGINT.
     fn serve(&mut self, diag: &Diagnostics) {
-        // Datagrams larger than pen's 1024 bytes are read whole and handled
-        // like any other (pen 0.34.1 overflowed its buffer by one, Q39).
-        let mut buf = vec![0u8; 65_536];
+        // Datagrams larger than the reqlog::DATAGRAM_MAX bytes pen sends are
+        // read whole and handled like any other (pen 0.34.1 overflowed its
+        // buffer by one, Q39).
+        let mut buf = vec![0u8; udp::RECV_BUFFER_LEN];
         let mut last_write_error: Option<io::ErrorKind> = None;
-        while !TERMINATE.load(Ordering::SeqCst) {
-            if REOPEN.swap(false, Ordering::SeqCst) {
+        loop {
+            let signals = signal::take_pending();
+            if signals.contains(Signal::Term) || signals.contains(Signal::Int) {
+                break;
+            }
+            if signals.contains(Signal::Hup) {
                 self.output.reopen(diag);
             }
             let (len, source) = match self.socket.recv_from(&mut buf) {
@@ -392,21 +394,10 @@ impl Output {
     }
 }
 
-/// One request record from pen.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PenRecord {
-    /// The real client's address as pen wrote it.
-    pub client: Vec<u8>,
-    /// The backend (web server) pen sent the request to.
-    pub server: IpAddr,
-    /// The request line.
-    pub request: Vec<u8>,
-}
-
 /// The last N pen records, newest last.
 #[derive(Debug)]
 pub struct RecordRing {
-    records: VecDeque<PenRecord>,
+    records: VecDeque<RequestRecord>,
     capacity: usize,
 }
 
@@ -420,7 +411,7 @@ impl RecordRing {
     }
 
     /// Adds a record, forgetting the oldest when full.
-    pub fn push(&mut self, record: PenRecord) {
+    pub fn push(&mut self, record: RequestRecord) {
         if self.records.len() == self.capacity {
             self.records.pop_front();
         }
@@ -430,11 +421,12 @@ impl RecordRing {
     /// The newest record from `server` whose request starts with the first
     /// [`REQUEST_COMPARE_LEN`] bytes of `request`. Records are not consumed.
     /// An empty request matches nothing.
-    pub fn find(&self, server: IpAddr, request: &[u8]) -> Option<&PenRecord> {
+    pub fn find(&self, server: IpAddr, request: &[u8]) -> Option<&RequestRecord> {
         if request.is_empty() {
             return None;
         }
         let wanted = &request[..request.len().min(REQUEST_COMPARE_LEN)];
+        let server = Host::Ip(server);
         self.records
             .iter()
             .rev()
@@ -463,8 +455,8 @@ pub fn handle_datagram(
     diag: &Diagnostics,
 ) -> Option<Vec<u8>> {
     let line = data.strip_suffix(b"\n").unwrap_or(data);
-    if line.first() == Some(&b'+') {
-        match parse_pen_record(line) {
+    if line.first() == Some(&RECORD_MARK) {
+        match reqlog::decode_datagram(line) {
             Ok(record) => {
                 diag.debug(2, &format!("pen record: {}", String::from_utf8_lossy(line)));
                 ring.push(record);
@@ -520,46 +512,6 @@ pub fn handle_datagram(
     }
     out.push(b'\n');
     Some(out)
-}
-
-/// Parses `+ CLIENT SERVER REQUEST` (without the newline). Fields are
-/// separated by runs of spaces; the request is the rest of the line and
-/// may be empty.
-pub fn parse_pen_record(line: &[u8]) -> Result<PenRecord, &'static str> {
-    let rest = line.strip_prefix(b"+").ok_or("no leading '+'")?;
-    let (client, rest) = next_field(rest).ok_or("no client address")?;
-    let (server, rest) = next_field(rest).ok_or("no server address")?;
-    let server = std::str::from_utf8(server)
-        .ok()
-        .and_then(|s| s.parse::<IpAddr>().ok())
-        .ok_or("bogus server address")?;
-    let request = trim_leading_spaces(rest);
-    let request = request.strip_suffix(b"\r").unwrap_or(request);
-    // As pen's penlogd: a record without a request could match no web
-    // line and would only push a real record out of the ring.
-    if request.is_empty() {
-        return Err("no request");
-    }
-    Ok(PenRecord {
-        client: client.to_vec(),
-        server: server.to_canonical(),
-        request: request.to_vec(),
-    })
-}
-
-fn trim_leading_spaces(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|&b| b != b' ').unwrap_or(s.len());
-    &s[start..]
-}
-
-/// The next space-delimited field and what follows it.
-fn next_field(s: &[u8]) -> Option<(&[u8], &[u8])> {
-    let s = trim_leading_spaces(s);
-    if s.is_empty() {
-        return None;
-    }
-    let end = s.iter().position(|&b| b == b' ').unwrap_or(s.len());
-    Some((&s[..end], &s[end..]))
 }
 
 /// The text between the first and the second `"` of a web log line.
@@ -712,27 +664,31 @@ mod tests {
 
     #[test]
     fn bogus_pen_records_are_discarded() {
-        for bad in [
-            "+",
-            "+ 10.0.0.1",
-            "+ 10.0.0.1 not-an-address GET / HTTP/1.0",
-        ] {
-            assert!(parse_pen_record(bad.as_bytes()).is_err(), "{bad}");
-        }
+        // The reasons are tested with the codec (crate::reqlog).
         let mut ring = RecordRing::new(4);
-        feed(&mut ring, "127.0.0.1", "+ 10.0.0.1 bogus GET / HTTP/1.0\n");
+        for bad in [
+            "+\n",
+            "+ 10.0.0.1\n",
+            "+ 10.0.0.1 bogus GET / HTTP/1.0\n",
+            "+ 10.0.0.1 127.0.0.2 \r\n",
+        ] {
+            assert_eq!(feed(&mut ring, "127.0.0.1", bad), None, "{bad}");
+        }
         assert!(ring.is_empty());
     }
 
     #[test]
     fn pen_record_fields() {
-        let r = parse_pen_record(b"+ 10.0.0.1  127.0.0.2  GET /x HTTP/1.0\r").unwrap();
+        let mut ring = RecordRing::new(4);
+        feed(
+            &mut ring,
+            "127.0.0.1",
+            "+ 10.0.0.1  127.0.0.2  GET /x HTTP/1.0\r\n",
+        );
+        let r = ring.find(ip("127.0.0.2"), b"GET /x HTTP/1.0").unwrap();
         assert_eq!(r.client, b"10.0.0.1");
-        assert_eq!(r.server, ip("127.0.0.2"));
+        assert_eq!(r.server, Host::Ip(ip("127.0.0.2")));
         assert_eq!(r.request, b"GET /x HTTP/1.0");
-        assert!(parse_pen_record(b"+ 10.0.0.1 127.0.0.2 ").is_err());
-        assert!(parse_pen_record(b"+ 10.0.0.1 127.0.0.2").is_err());
-        assert!(parse_pen_record(b"+ 10.0.0.1 127.0.0.2  \r").is_err());
     }
 
     #[test]

@@ -19,7 +19,6 @@ macro_rules! syscall {
 #[allow(unused_imports)]
 pub(crate) use syscall;
 
-pub mod flags;
 pub mod netdb;
 pub mod pipe;
 pub mod poll;

@@ -1,6 +1,7 @@
 //! Signal handlers that only record the signal and wake the acceptor's
 //! poll loop through its self-pipe (spec operations.md §2: the work is done
-//! by the loop, not in the handler).
+//! by the loop, not in the handler). penlogd uses them too, without the
+//! self-pipe.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -64,17 +65,44 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// self-pipe. Handlers are installed without SA_RESTART so poll() returns.
 pub fn install(wake_fd: RawFd) -> io::Result<()> {
     WAKE_FD.store(wake_fd, Ordering::SeqCst);
-    for s in Signal::ALL {
-        // SAFETY: sigaction is plain old data; zeroed means empty mask, no flags.
-        let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-        act.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-        // SAFETY: act is fully initialised; on_signal only touches atomics and write(2).
-        unsafe { syscall!(sigaction(s.number(), &act, std::ptr::null_mut()))? };
-    }
+    Signal::ALL.into_iter().try_for_each(set_handler)
+}
+
+/// Installs handlers for `signals` only, without a self-pipe: for a program
+/// whose loop wakes up by itself (penlogd's receive timeout) and that leaves
+/// the other signals at their default actions. A blocking call in progress
+/// still returns EINTR (no SA_RESTART).
+pub fn install_only(signals: &[Signal]) -> io::Result<()> {
+    signals.iter().copied().try_for_each(set_handler)
+}
+
+fn set_handler(s: Signal) -> io::Result<()> {
+    // SAFETY: sigaction is plain old data; zeroed means empty mask, no flags.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+    // SAFETY: act is fully initialised; on_signal only touches atomics and write(2).
+    unsafe { syscall!(sigaction(s.number(), &act, std::ptr::null_mut()))? };
     Ok(())
 }
 
 /// Returns and clears the signals received so far.
 pub fn take_pending() -> SignalSet {
     SignalSet(PENDING.swap(0, Ordering::SeqCst))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_raised_signal_is_pending_once() {
+        install_only(&[Signal::Usr1]).unwrap();
+        // SAFETY: raise sends SIGUSR1 to this thread; its handler, just
+        // installed, only sets an atomic bit (no wake descriptor is set).
+        unsafe { libc::raise(libc::SIGUSR1) };
+        let pending = take_pending();
+        assert!(pending.contains(Signal::Usr1));
+        assert!(!pending.contains(Signal::Hup));
+        assert!(take_pending().is_empty());
+    }
 }

@@ -10,6 +10,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::socket::{peer_from, set_int_option, sockaddr_from, PeerAddr};
 
+/// A receive buffer this long holds any UDP payload (65507 bytes over IPv4,
+/// 65527 over IPv6 without jumbograms), so no datagram is cut.
+pub const RECV_BUFFER_LEN: usize = 65_536;
+
 /// The local end a datagram was addressed to (from the packet-info control
 /// message), used as the source of the replies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
