@@ -1022,11 +1022,8 @@ fn tls_command(
 /// Parses the words of an `ssl_*` command (spec control.md §4.6). Unlike
 /// pen, an unknown `ssl_option` and a missing argument are error replies.
 #[cfg(feature = "tls")]
-fn parse_tls_command(
-    name: &str,
-    args: &[String],
-) -> Result<crate::tls_runtime::TlsCommand, CommandError> {
-    use crate::tls_runtime::TlsCommand;
+fn parse_tls_command(name: &str, args: &[String]) -> Result<crate::tls::TlsCommand, CommandError> {
+    use crate::tls::TlsCommand;
     let arg = args.first().map(String::as_str);
     let need = |what: &str| arg.ok_or_else(|| invalid(format!("{name}: missing {what}")));
     Ok(match name {
@@ -1053,7 +1050,7 @@ fn parse_tls_command(
 mod tls_tests {
     use super::*;
     use crate::tls::SslOption;
-    use crate::tls_runtime::TlsCommand;
+    use crate::tls::TlsCommand;
 
     fn tls(line: &str) -> Result<TlsCommand, CommandError> {
         let words = words(line);

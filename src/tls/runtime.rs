@@ -1,6 +1,7 @@
-//! TLS termination in the running process (spec protocols.md §3): the
-//! settings gathered from `-E -K -G -A -Z -R -L` and the `ssl_*` commands
-//! (spec control.md §4.6), and the [`TlsAcceptor`] pair threads use.
+//! TLS termination in the running process ([`TlsState`]): the settings
+//! gathered from `-E -K -G -A -Z -R -L` and the `ssl_*` commands (man/pen.1,
+//! TLS TERMINATION), the effect of each [`TlsCommand`], and the
+//! [`TlsAcceptor`] pair threads use.
 //!
 //! The acceptor is built once at start-up, after the listeners are open
 //! (spec cli.md §6 step 9); certificate and key problems are fatal there.
@@ -16,13 +17,11 @@
 //! the same `-F` file) do not rebuild anything.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cli::TlsArgs;
-use crate::tls::{self, MinVersion, SslOption, TlsAcceptor, TlsError, TlsSettings};
+use super::{lock, TlsAcceptor, TlsCommand, TlsError, TlsSettings};
 
 /// How long a client may take to finish its TLS handshake, unless
 /// `ssl_handshake_timeout` says otherwise. Ten seconds is many round trips
@@ -35,27 +34,6 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: u64 = 10;
 
 /// Default of `ssl_client_renegotiation_interval` (pen's, in seconds).
 pub const DEFAULT_RENEGOTIATION_INTERVAL: u64 = 3600;
-
-/// One parsed `ssl_*` command.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TlsCommand {
-    /// `ssl_ciphers [LIST]`: OpenSSL cipher string; none clears it.
-    Ciphers(Option<String>),
-    /// `ssl_option OPT` (cumulative).
-    Option(SslOption),
-    /// `ssl_sni_path DIR`.
-    SniPath(PathBuf),
-    /// `ssl_ocsp_response FILE`: staple FILE, (re-)read at the next
-    /// handshake that asks for stapling.
-    OcspResponse(PathBuf),
-    /// `ssl_client_renegotiation_interval SECONDS`: accepted and kept for
-    /// compatibility; it has no effect because OpenSSL 3 refuses
-    /// client-initiated renegotiation altogether (as the Debian pen build
-    /// does, spec protocols.md §3).
-    RenegotiationInterval(u64),
-    /// `ssl_handshake_timeout SECONDS` (ours): limit for a client's handshake.
-    HandshakeTimeout(u64),
-}
 
 /// What went wrong setting up or changing TLS termination.
 #[derive(Debug)]
@@ -87,52 +65,16 @@ impl std::error::Error for TlsSetupError {
     }
 }
 
-/// The settings that shape an acceptor, comparable so that re-applying
-/// the same commands costs nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Config {
-    cert: Option<PathBuf>,
-    key: Option<PathBuf>,
-    ca_file: Option<PathBuf>,
-    ca_dir: Option<PathBuf>,
-    require_client_cert: bool,
-    compat: bool,
-    min_version: MinVersion,
-    ciphers: Option<String>,
-    options: Vec<SslOption>,
-    sni_path: Option<PathBuf>,
-    ocsp_response: Option<PathBuf>,
-}
-
-impl Config {
-    /// The acceptor's settings; `None` without a certificate (no TLS).
-    fn settings(&self) -> Option<TlsSettings> {
-        let cert = self.cert.clone()?;
-        Some(TlsSettings {
-            cert,
-            key: self.key.clone(),
-            ca_file: self.ca_file.clone(),
-            ca_dir: self.ca_dir.clone(),
-            require_client_cert: self.require_client_cert,
-            compat: self.compat,
-            min_version: self.min_version,
-            ciphers: self.ciphers.clone(),
-            options: self.options.clone(),
-            sni_path: self.sni_path.clone(),
-            ocsp_response: self.ocsp_response.clone(),
-        })
-    }
-}
-
-/// Where the config stands relative to start-up.
+/// Where the settings stand relative to start-up.
 #[derive(Debug, Default)]
 struct State {
-    config: Config,
+    settings: TlsSettings,
     /// `start` ran: changes now apply to the running acceptor.
     started: bool,
 }
 
-/// TLS state of the process, kept in [`crate::runtime::Shared`].
+/// TLS state of the process: one per running pen, shared by the control
+/// commands (which change it) and the pair threads (which use its acceptor).
 #[derive(Debug)]
 pub struct TlsState {
     /// Settings; also serialises rebuilds.
@@ -152,13 +94,6 @@ impl Default for TlsState {
             renegotiation_interval: AtomicU64::new(DEFAULT_RENEGOTIATION_INTERVAL),
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each update is a single assignment: a panic cannot leave half a state.
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Where a start-up warning of the TLS layer goes (pen prints them with an
@@ -189,32 +124,36 @@ impl TlsState {
         self.renegotiation_interval.load(Ordering::Relaxed)
     }
 
-    /// Start-up (spec cli.md §6 step 9): takes the command-line options on
-    /// top of the `ssl_*` commands seen so far and, with `-E`, builds the
-    /// acceptor. Warnings (`No verify locations, trying default`, an
-    /// ignored cipher list, TLS options without `-E`) are logged.
-    pub fn start(&self, args: &TlsArgs) -> Result<(), TlsSetupError> {
+    /// Start-up, once the listeners are open: takes the command-line options
+    /// (the `-E -K -G -A -R -Z -L` fields of `command_line`; its `ssl_*`
+    /// fields are ignored) on top of the `ssl_*` commands seen so far and,
+    /// with `-E`, builds the acceptor. `options_given` says whether any of
+    /// these options appeared at all (`-L ssl23` leaves the settings at
+    /// their defaults but is still an option given). Warnings (`No verify
+    /// locations, trying default`, an ignored cipher list, TLS options
+    /// without `-E`) are logged.
+    pub fn start(
+        &self,
+        command_line: &TlsSettings,
+        options_given: bool,
+    ) -> Result<(), TlsSetupError> {
         let mut state = lock(&self.state);
-        let config = &mut state.config;
-        config.cert = args.cert.as_ref().map(PathBuf::from);
-        config.key = args.key.as_ref().map(PathBuf::from);
-        config.ca_file = args.ca_file.as_ref().map(PathBuf::from);
-        config.ca_dir = args.ca_dir.as_ref().map(PathBuf::from);
-        config.require_client_cert = args.require_client_cert;
-        config.compat = args.compat;
-        // The command line already refused unknown -L values.
-        config.min_version = match &args.protocol {
-            Some(p) => tls::parse_protocol(p).map_err(TlsSetupError::Start)?,
-            None => MinVersion::Any,
-        };
+        let settings = &mut state.settings;
+        settings.cert = command_line.cert.clone();
+        settings.key = command_line.key.clone();
+        settings.ca_file = command_line.ca_file.clone();
+        settings.ca_dir = command_line.ca_dir.clone();
+        settings.require_client_cert = command_line.require_client_cert;
+        settings.compat = command_line.compat;
+        settings.min_version = command_line.min_version;
         state.started = true;
-        let Some(settings) = state.config.settings() else {
-            if args.any() {
+        if state.settings.cert.is_none() {
+            if options_given {
                 warn("-K, -G, -A, -Z, -R and -L have no effect without -E");
             }
             return Ok(());
-        };
-        let acceptor = TlsAcceptor::new(&settings).map_err(TlsSetupError::Start)?;
+        }
+        let acceptor = TlsAcceptor::new(&state.settings).map_err(TlsSetupError::Start)?;
         for w in acceptor.warnings() {
             warn(w);
         }
@@ -225,17 +164,17 @@ impl TlsState {
     /// Applies one `ssl_*` command; the reply (always empty, as pen's).
     pub fn apply(&self, command: &TlsCommand) -> Result<String, TlsSetupError> {
         let mut state = lock(&self.state);
-        let mut config = state.config.clone();
+        let mut settings = state.settings.clone();
         match command {
-            TlsCommand::Ciphers(list) => config.ciphers = list.clone(),
+            TlsCommand::Ciphers(list) => settings.ciphers = list.clone(),
             TlsCommand::Option(option) => {
-                if !config.options.contains(option) {
-                    config.options.push(*option);
+                if !settings.options.contains(option) {
+                    settings.options.push(*option);
                 }
             }
-            TlsCommand::SniPath(dir) => config.sni_path = Some(dir.clone()),
+            TlsCommand::SniPath(dir) => settings.sni_path = Some(dir.clone()),
             TlsCommand::OcspResponse(path) => {
-                state.config.ocsp_response = Some(path.clone());
+                state.settings.ocsp_response = Some(path.clone());
                 // Re-issuing the command re-reads the file (spec
                 // protocols.md §3), so no "unchanged" shortcut here.
                 if let Some(acceptor) = self.acceptor() {
@@ -253,21 +192,18 @@ impl TlsState {
                 return Ok(String::new());
             }
         }
-        if config == state.config {
+        if settings == state.settings {
             return Ok(String::new());
         }
         let running = self.acceptor();
         if !state.started || running.is_none() {
             // Before start-up, or TLS is off: just remember.
-            state.config = config;
+            state.settings = settings;
             return Ok(String::new());
         }
         let rebuild_error = |reason: String| TlsSetupError::Rebuild {
-            command: command_name(command).to_string(),
+            command: command.name().to_string(),
             reason,
-        };
-        let Some(settings) = config.settings() else {
-            return Err(rebuild_error("no certificate".to_string()));
         };
         let acceptor = TlsAcceptor::new(&settings).map_err(|e| rebuild_error(e.to_string()))?;
         // At start-up pen ignores a bad cipher list; at run time the
@@ -279,26 +215,17 @@ impl TlsState {
         {
             return Err(rebuild_error(w.clone()));
         }
-        state.config = config;
+        state.settings = settings;
         *lock(&self.acceptor) = Some(Arc::new(acceptor));
         Ok(String::new())
-    }
-}
-
-fn command_name(command: &TlsCommand) -> &'static str {
-    match command {
-        TlsCommand::Ciphers(_) => "ssl_ciphers",
-        TlsCommand::Option(_) => "ssl_option",
-        TlsCommand::SniPath(_) => "ssl_sni_path",
-        TlsCommand::OcspResponse(_) => "ssl_ocsp_response",
-        TlsCommand::RenegotiationInterval(_) => "ssl_client_renegotiation_interval",
-        TlsCommand::HandshakeTimeout(_) => "ssl_handshake_timeout",
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls::SslOption;
+    use std::path::PathBuf;
 
     #[test]
     fn commands_before_start_are_remembered_and_deduplicated() {
@@ -314,12 +241,12 @@ mod tests {
         ] {
             assert_eq!(state.apply(&command).ok(), Some(String::new()));
         }
-        let config = lock(&state.state).config.clone();
-        assert_eq!(config.options, vec![SslOption::NoTlsv1_1]);
-        assert_eq!(config.ciphers.as_deref(), Some("HIGH"));
-        assert_eq!(config.sni_path, Some(PathBuf::from("/etc/pen/sni")));
+        let settings = lock(&state.state).settings.clone();
+        assert_eq!(settings.options, vec![SslOption::NoTlsv1_1]);
+        assert_eq!(settings.ciphers.as_deref(), Some("HIGH"));
+        assert_eq!(settings.sni_path, Some(PathBuf::from("/etc/pen/sni")));
         assert_eq!(
-            config.ocsp_response,
+            settings.ocsp_response,
             Some(PathBuf::from("/etc/pen/ocsp.der"))
         );
         assert_eq!(state.handshake_timeout(), Duration::from_secs(3));
@@ -328,18 +255,18 @@ mod tests {
             state.apply(&TlsCommand::Ciphers(None)).ok(),
             Some(String::new())
         );
-        assert_eq!(lock(&state.state).config.ciphers, None);
+        assert_eq!(lock(&state.state).settings.ciphers, None);
         assert!(!state.enabled());
     }
 
     #[test]
     fn without_certificate_tls_stays_off() {
         let state = TlsState::default();
-        let args = TlsArgs {
+        let command_line = TlsSettings {
             require_client_cert: true,
-            ..TlsArgs::default()
+            ..TlsSettings::default()
         };
-        assert!(state.start(&args).is_ok());
+        assert!(state.start(&command_line, true).is_ok());
         assert!(!state.enabled());
         // Accepted and remembered, nothing to rebuild.
         assert!(state.apply(&TlsCommand::Option(SslOption::NoTlsv1)).is_ok());
@@ -348,11 +275,8 @@ mod tests {
     #[test]
     fn missing_certificate_is_fatal_and_names_the_file() {
         let state = TlsState::default();
-        let args = TlsArgs {
-            cert: Some("/nonexistent/pen-cert.pem".into()),
-            ..TlsArgs::default()
-        };
-        let err = state.start(&args).expect_err("must fail");
+        let command_line = TlsSettings::new(PathBuf::from("/nonexistent/pen-cert.pem"));
+        let err = state.start(&command_line, true).expect_err("must fail");
         assert!(
             err.to_string()
                 .starts_with("TLS (-E): can't load certificate /nonexistent/pen-cert.pem: "),
