@@ -38,6 +38,26 @@ impl TlsArgs {
     pub fn any(&self) -> bool {
         *self != TlsArgs::default()
     }
+
+    /// The TLS settings these options give (the `ssl_*` ones at their
+    /// defaults); fails only on an unknown `-L` value.
+    #[cfg(feature = "tls")]
+    pub fn settings(&self) -> Result<crate::tls::TlsSettings, crate::tls::TlsError> {
+        use std::path::PathBuf;
+        Ok(crate::tls::TlsSettings {
+            cert: self.cert.as_ref().map(PathBuf::from),
+            key: self.key.as_ref().map(PathBuf::from),
+            ca_file: self.ca_file.as_ref().map(PathBuf::from),
+            ca_dir: self.ca_dir.as_ref().map(PathBuf::from),
+            require_client_cert: self.require_client_cert,
+            compat: self.compat,
+            min_version: match &self.protocol {
+                Some(p) => crate::tls::parse_protocol(p)?,
+                None => crate::tls::MinVersion::Any,
+            },
+            ..crate::tls::TlsSettings::default()
+        })
+    }
 }
 
 /// Everything the command line says.

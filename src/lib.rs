@@ -30,7 +30,5 @@ pub mod stats;
 pub mod sys;
 #[cfg(feature = "tls")]
 pub mod tls;
-#[cfg(feature = "tls")]
-pub mod tls_runtime;
 pub mod udp;
 pub mod workers;

@@ -244,9 +244,10 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         .map_err(|e| fatal(crate::listeners::bind_error(&listen_spec, &e)))?;
     // spec cli.md §6 step 9: the TLS context, after the listeners.
     #[cfg(feature = "tls")]
-    shared
-        .tls_state
-        .start(&cl.tls)
+    cl.tls
+        .settings()
+        .map_err(crate::tls::TlsSetupError::Start)
+        .and_then(|command_line| shared.tls_state.start(&command_line, cl.tls.any()))
         .map_err(|e| fatal(e.to_string()))?;
     // Resolve the user while /etc/passwd is still reachable (before -j).
     let account = cl

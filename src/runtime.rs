@@ -67,7 +67,7 @@ pub struct Shared {
     wake_read: OwnedFd,
     /// TLS settings and the acceptor in use (`-E`, `ssl_*`).
     #[cfg(feature = "tls")]
-    pub tls_state: crate::tls_runtime::TlsState,
+    pub tls_state: crate::tls::TlsState,
 }
 
 impl Shared {
@@ -92,7 +92,7 @@ impl Shared {
             wake_write,
             wake_read,
             #[cfg(feature = "tls")]
-            tls_state: crate::tls_runtime::TlsState::default(),
+            tls_state: crate::tls::TlsState::default(),
         }))
     }
 

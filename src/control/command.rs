@@ -319,8 +319,8 @@ fn parse_server(w: &[&str]) -> Result<Command, CommandError> {
 pub(super) fn parse_tls_command(
     name: &str,
     args: &[String],
-) -> Result<crate::tls_runtime::TlsCommand, CommandError> {
-    use crate::tls_runtime::TlsCommand;
+) -> Result<crate::tls::TlsCommand, CommandError> {
+    use crate::tls::TlsCommand;
     let arg = args.first().map(String::as_str);
     let need = |what: &str| arg.ok_or_else(|| invalid(format!("{name}: missing {what}")));
     Ok(match name {
@@ -347,7 +347,7 @@ pub(super) fn parse_tls_command(
 mod tls_tests {
     use super::*;
     use crate::tls::SslOption;
-    use crate::tls_runtime::TlsCommand;
+    use crate::tls::TlsCommand;
 
     fn tls(line: &str) -> Result<TlsCommand, CommandError> {
         let words = words(line);

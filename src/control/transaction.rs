@@ -44,8 +44,6 @@ enum Effect {
     Rename(PendingFile),
     /// Write the status page to the `-w` file.
     WebStatsPage { path: PathBuf, html: String },
-    #[cfg(feature = "tls")]
-    Tls(crate::tls_runtime::TlsCommand),
 }
 
 #[derive(Clone)]
@@ -79,6 +77,9 @@ pub(super) struct Transaction<'a> {
     /// The setting changes, to re-apply to the running state.
     replay: Vec<Command>,
     effects: Vec<Effect>,
+    /// `ssl_*` changes, checked (a new acceptor built) but not installed.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsChanges>,
 }
 
 impl<'a> Transaction<'a> {
@@ -93,6 +94,8 @@ impl<'a> Transaction<'a> {
             info,
             replay: Vec::new(),
             effects: Vec::new(),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -287,7 +290,10 @@ impl<'a> Transaction<'a> {
     #[cfg(feature = "tls")]
     fn tls(&mut self, name: &str, args: &[String]) -> Result<String, CommandError> {
         let command = super::command::parse_tls_command(name, args)?;
-        self.effects.push(Effect::Tls(command));
+        let tls = &self.shared.tls_state;
+        let changes = self.tls.get_or_insert_with(|| tls.begin());
+        tls.stage(changes, &command)
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(String::new())
     }
 
@@ -298,8 +304,14 @@ impl<'a> Transaction<'a> {
             now,
             replay,
             effects,
+            #[cfg(feature = "tls")]
+            tls,
             ..
         } = self;
+        #[cfg(feature = "tls")]
+        if let Some(changes) = tls {
+            shared.tls_state.commit(changes);
+        }
         if !replay.is_empty() {
             let mut b = shared.lock();
             for cmd in &replay {
@@ -319,12 +331,6 @@ impl<'a> Transaction<'a> {
                 Effect::WebStatsPage { path, html } => {
                     if let Err(e) = crate::stats::write_atomically(&path, &html) {
                         logging::message(&format!("Can't write to {}: {e}", path.display()));
-                    }
-                }
-                #[cfg(feature = "tls")]
-                Effect::Tls(command) => {
-                    if let Err(e) = shared.tls_state.apply(&command) {
-                        logging::message(&e.to_string());
                     }
                 }
             }
