@@ -20,7 +20,6 @@ pub mod logging;
 pub mod pair;
 pub mod process;
 pub mod relay;
-pub mod reqlog;
 pub mod request_log;
 pub mod runtime;
 pub mod selection;

@@ -19,7 +19,7 @@ use super::{
     days_from_civil, days_in_month, format_clf_utc, parse_args, parse_number, usage_error,
     Diagnostics, Parsed, EXIT_FAILURE, EXIT_OK, MONTHS,
 };
-use crate::reqlog::{self, FileLine, Host, FILE_REQUEST_MAX};
+use crate::request_log::codec::{self, FileLine, Host, FILE_REQUEST_MAX};
 
 const PROG: &str = "mergelogs";
 
@@ -541,8 +541,8 @@ impl<R: BufRead> WebLog<R> {
 
 /// Decodes a line of pen's request log, `time_offset` (`-t`) subtracted
 /// from its time.
-pub fn parse_pen_line(line: &[u8], time_offset: i64) -> Result<FileLine, reqlog::Malformed> {
-    let mut line = reqlog::decode_file_line(line)?;
+pub fn parse_pen_line(line: &[u8], time_offset: i64) -> Result<FileLine, codec::Malformed> {
+    let mut line = codec::decode_file_line(line)?;
     line.time = line.time.saturating_sub(time_offset);
     Ok(line)
 }

@@ -8,7 +8,7 @@ use std::io::{self, BufRead};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 
 use super::{parse_args, usage_error, Parsed, EXIT_FAILURE, EXIT_OK};
-use crate::reqlog::WEB_LINE_PIECE_MAX;
+use crate::request_log::codec::WEB_LINE_PIECE_MAX;
 
 const PROG: &str = "penlog";
 

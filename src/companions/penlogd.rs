@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use super::{parse_args, parse_number, usage_error, Diagnostics, Parsed, EXIT_FAILURE, EXIT_OK};
 use crate::daemon::{self, Account, StartupReport};
-use crate::reqlog::{self, Host, RequestRecord, RECORD_MARK};
+use crate::request_log::codec::{self, Host, RequestRecord, RECORD_MARK};
 use crate::sys::signal::{self, Signal};
 use crate::sys::{syslog, udp};
 
@@ -291,7 +291,7 @@ fn open_log(path: &Path) -> io::Result<File> {
 impl Daemon {
     /// Receives datagrams until SIGTERM/SIGINT.
     fn serve(&mut self, diag: &Diagnostics) {
-        // Datagrams larger than the reqlog::DATAGRAM_MAX bytes pen sends are
+        // Datagrams larger than the codec::DATAGRAM_MAX bytes pen sends are
         // read whole and handled like any other (pen 0.34.1 overflowed its
         // buffer by one, Q39).
         let mut buf = vec![0u8; udp::RECV_BUFFER_LEN];
@@ -456,7 +456,7 @@ pub fn handle_datagram(
 ) -> Option<Vec<u8>> {
     let line = data.strip_suffix(b"\n").unwrap_or(data);
     if line.first() == Some(&RECORD_MARK) {
-        match reqlog::decode_datagram(line) {
+        match codec::decode_datagram(line) {
             Ok(record) => {
                 diag.debug(2, &format!("pen record: {}", String::from_utf8_lossy(line)));
                 ring.push(record);
@@ -664,7 +664,7 @@ mod tests {
 
     #[test]
     fn bogus_pen_records_are_discarded() {
-        // The reasons are tested with the codec (crate::reqlog).
+        // The reasons are tested with the codec (crate::request_log::codec).
         let mut ring = RecordRing::new(4);
         for bad in [
             "+\n",

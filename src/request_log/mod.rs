@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use crate::reqlog;
+pub mod codec;
 
 /// An open request log: a file, or a socket to penlogd.
 pub enum Sink {
@@ -95,14 +95,14 @@ pub fn log_request(client: &str, server: &str, chunk: &[u8]) {
     match s.as_mut() {
         None => {}
         Some(Sink::File { file, .. }) => {
-            let line = reqlog::encode_file_line(client, crate::sys::now_unix(), server, chunk);
+            let line = codec::encode_file_line(client, crate::sys::now_unix(), server, chunk);
             let _ = file.write_all(&line);
             if crate::logging::level() >= 3 {
                 let _ = std::io::stderr().lock().write_all(&line);
             }
         }
         Some(Sink::Penlogd { socket, to }) => {
-            let _ = socket.send_to(&reqlog::encode_datagram(client, server, chunk), *to);
+            let _ = socket.send_to(&codec::encode_datagram(client, server, chunk), *to);
         }
     }
 }
