@@ -26,8 +26,10 @@ pub mod selection;
 pub mod servers;
 pub mod settings;
 pub mod stats;
+#[allow(unsafe_code)]
 pub mod sys;
 #[cfg(feature = "tls")]
+#[allow(unsafe_code)]
 pub mod tls;
 pub mod udp;
 pub mod workers;
