@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -1164,6 +1164,13 @@ impl TlsStream {
         unsafe { CStr::from_ptr(version) }
             .to_str()
             .unwrap_or("unknown")
+    }
+}
+
+impl AsFd for TlsStream {
+    /// The socket, for `poll`.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }
 
