@@ -25,6 +25,8 @@
 mod copy;
 mod endpoint;
 mod splice;
+#[cfg(test)]
+mod tests;
 mod yield_guard;
 
 use std::io;
