@@ -4,7 +4,7 @@
 //! acts on signals the handlers recorded. It never reads or writes a
 //! client's bytes, so nothing a client or a control client does can stall it.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,12 +66,12 @@ pub fn run(
         // between either sees the flag or is counted here.
         let may = may || (shared.may_accept() && backoff_until.is_none());
         let mut fds = Vec::with_capacity(2 + listeners.len());
-        fds.push(PollFd::new(shared.wake_fd().as_raw_fd(), poll::IN));
+        fds.push(PollFd::new(shared.wake_fd().as_fd(), poll::IN));
         for l in &listeners {
-            fds.push(PollFd::new(l.as_raw_fd(), if may { poll::IN } else { 0 }));
+            fds.push(PollFd::new(l.as_fd(), if may { poll::IN } else { 0 }));
         }
         if let Some(c) = &control {
-            fds.push(PollFd::new(c.as_raw_fd(), poll::IN));
+            fds.push(PollFd::new(c.as_fd(), poll::IN));
         }
         let timeout = backoff_until.map(|t| t.saturating_duration_since(Instant::now()));
         if let Err(e) = poll::poll(&mut fds, timeout) {

@@ -109,6 +109,7 @@ pub fn serve(
                     idle_timeout: (b.settings.idle_timeout > 0)
                         .then(|| Duration::from_secs(b.settings.idle_timeout)),
                     fastclose: b.settings.fastclose,
+                    relay_yield: b.settings.relay_yield,
                 };
                 let host = b
                     .servers
@@ -155,6 +156,7 @@ pub fn serve(
         let mut filter = filters(shared, &peer, &server_host);
         let outcome = relay::relay(
             &mut local.pipes,
+            &shared.yield_guard,
             ClientSide::Tls(&mut stream),
             &server_fd,
             &counters,
@@ -174,6 +176,7 @@ pub fn serve(
     let mut filter = filters(shared, &peer, &server_host);
     let outcome = relay::relay(
         &mut local.pipes,
+        &shared.yield_guard,
         ClientSide::Plain(&client),
         &server_fd,
         &counters,

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::balancer::Balancer;
+use crate::relay::YieldGuard;
 use crate::sys::pipe;
 use crate::workers::WorkerPool;
 
@@ -62,6 +63,9 @@ pub struct Shared {
     /// Set while the acceptor is not accepting because of a limit, so
     /// finishing pairs know to wake it.
     pub gated: AtomicBool,
+    /// Whether the pairs' threads yield: shared, so that slow yields seen
+    /// by any pair pause yielding in all of them.
+    pub yield_guard: YieldGuard,
     requests: Mutex<Vec<AcceptorRequest>>,
     wake_write: OwnedFd,
     wake_read: OwnedFd,
@@ -88,6 +92,7 @@ impl Shared {
             conn_max: AtomicUsize::new(conn_max),
             pending_max: AtomicUsize::new(pending_max),
             gated: AtomicBool::new(false),
+            yield_guard: YieldGuard::new(),
             requests: Mutex::new(Vec::new()),
             wake_write,
             wake_read,

@@ -62,6 +62,9 @@ pub struct Settings {
     pub multi_accept: usize,
     /// `-q`: listen backlog.
     pub listen_queue: i32,
+    /// A pair in a conversation yields the CPU before it waits for the
+    /// other end's answer (an addition of this pen; bench/README.md).
+    pub relay_yield: bool,
 }
 
 impl Default for Settings {
@@ -91,6 +94,7 @@ impl Default for Settings {
             source: None,
             multi_accept: 100,
             listen_queue: 500,
+            relay_yield: true,
         }
     }
 }

@@ -62,7 +62,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -386,9 +386,9 @@ impl Relay {
                 .map_or(TICK, |t| t.saturating_duration_since(now).min(TICK));
             fds.clear();
             keys.clear();
-            fds.push(PollFd::new(self.listener.as_raw_fd(), poll::IN));
+            fds.push(PollFd::new(self.listener.as_fd(), poll::IN));
             for (k, e) in self.sessions.iter() {
-                fds.push(PollFd::new(e.session.upstream.as_raw_fd(), poll::IN));
+                fds.push(PollFd::new(e.session.upstream.as_fd(), poll::IN));
                 keys.push(k);
             }
             if let Err(e) = poll::poll(&mut fds, Some(timeout)) {

@@ -1,7 +1,7 @@
 //! Pipes: the acceptor's self-pipe and the relay's splice pipes.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Creates a non-blocking, close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -23,7 +23,8 @@ pub fn wake(fd: RawFd) {
 }
 
 /// Reads and discards everything buffered in a non-blocking pipe.
-pub fn drain(fd: &OwnedFd) {
+pub fn drain(fd: impl AsFd) {
+    let fd = fd.as_fd();
     let mut buf = [0u8; 64];
     loop {
         // SAFETY: reads into a live local buffer of the given length.
@@ -36,14 +37,14 @@ pub fn drain(fd: &OwnedFd) {
 
 /// Moves up to `len` bytes between descriptors without copying through user
 /// space (one side must be a pipe). Non-blocking.
-pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
     // SAFETY: null offsets are allowed (use the file positions); the fds are
-    // borrowed from live owners held by the caller.
+    // borrowed, so they stay open for the call.
     let n = unsafe {
         syscall!(splice(
-            from,
+            from.as_raw_fd(),
             std::ptr::null_mut(),
-            to,
+            to.as_raw_fd(),
             std::ptr::null_mut(),
             len,
             libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK
@@ -53,8 +54,14 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 }
 
 /// Grows a pipe's capacity (best effort; the kernel may refuse).
-pub fn set_pipe_size(fd: RawFd, size: usize) -> io::Result<usize> {
-    // SAFETY: F_SETPIPE_SZ takes an int argument.
-    let n = unsafe { syscall!(fcntl(fd, libc::F_SETPIPE_SZ, size as libc::c_int))? };
+pub fn set_pipe_size(fd: BorrowedFd<'_>, size: usize) -> io::Result<usize> {
+    // SAFETY: F_SETPIPE_SZ takes an int argument; the fd is borrowed, so open.
+    let n = unsafe {
+        syscall!(fcntl(
+            fd.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            size as libc::c_int
+        ))?
+    };
     Ok(n as usize)
 }

@@ -1,7 +1,7 @@
 //! poll(2) over a small set of descriptors.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 
 pub const IN: i16 = libc::POLLIN;
@@ -11,24 +11,29 @@ pub const HUP: i16 = libc::POLLHUP;
 pub const NVAL: i16 = libc::POLLNVAL;
 
 /// One entry of a pollfd array; layout-identical to `libc::pollfd`.
+///
+/// It keeps only the descriptor's number: poll(2) does no I/O, so an entry
+/// that outlived its descriptor can only report readiness (or POLLNVAL),
+/// and callers may keep an array across the loops that rebuild it.
 #[derive(Clone, Copy)]
 #[repr(transparent)]
 pub struct PollFd(libc::pollfd);
 
 impl PollFd {
-    pub fn new(fd: RawFd, events: i16) -> PollFd {
+    pub fn new(fd: BorrowedFd<'_>, events: i16) -> PollFd {
         PollFd(libc::pollfd {
-            fd,
+            fd: fd.as_raw_fd(),
             events,
             revents: 0,
         })
     }
-    /// An entry that reports `revents` as if poll() had returned them.
-    pub fn with_revents(fd: RawFd, events: i16, revents: i16) -> PollFd {
+    /// An entry poll() skips (a negative descriptor): it never reports an
+    /// event, not even POLLHUP.
+    pub fn unused() -> PollFd {
         PollFd(libc::pollfd {
-            fd,
-            events,
-            revents,
+            fd: -1,
+            events: 0,
+            revents: 0,
         })
     }
     pub fn fd(&self) -> RawFd {
@@ -78,7 +83,11 @@ pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> 
 
 /// Waits for one descriptor; returns its revents (0 on timeout).
 pub fn wait_one(fd: RawFd, events: i16, timeout: Option<Duration>) -> io::Result<i16> {
-    let mut p = [PollFd::new(fd, events)];
+    let mut p = [PollFd(libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    })];
     poll(&mut p, timeout)?;
     Ok(p[0].revents())
 }

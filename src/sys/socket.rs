@@ -392,3 +392,21 @@ pub fn probe_transparent() -> io::Result<()> {
     let sock = new_socket(libc::AF_INET, libc::SOCK_STREAM)?;
     set_int_option(sock.as_raw_fd(), libc::SOL_IP, libc::IP_TRANSPARENT, 1)
 }
+
+/// A connected pair of Unix stream sockets, non-blocking and close-on-exec
+/// (socketpair(2)).
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds is a valid array of two ints for socketpair to fill.
+    unsafe {
+        syscall!(socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr()
+        ))?
+    };
+    // SAFETY: socketpair succeeded, so both descriptors are open and owned
+    // by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}

@@ -8,7 +8,7 @@ use libc::{c_int, c_short};
 use std::ffi::CStr;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
@@ -319,6 +319,13 @@ impl TlsStream {
         unsafe { CStr::from_ptr(version) }
             .to_str()
             .unwrap_or("unknown")
+    }
+}
+
+impl AsFd for TlsStream {
+    /// The socket, for `poll`.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
     }
 }
 
