@@ -160,3 +160,27 @@ fn include_over_the_control_port_is_one_transaction() {
     let saved = std::fs::read_to_string(&out).unwrap();
     assert!(saved.contains("\ntracking 60\n"), "{saved}");
 }
+
+#[test]
+fn relay_yield_works_on_the_control_port_and_survives_write_and_hup() {
+    let r = start("");
+    let saved = r.dir.join("saved.cfg");
+    assert_eq!(ctl(r.cport, &format!("write {}", saved.display())), "");
+    let with_default = std::fs::read_to_string(&saved).unwrap();
+    assert!(!with_default.contains("relay_yield"), "{with_default}");
+    assert_eq!(ctl(r.cport, "no relay_yield"), "");
+    assert_eq!(ctl(r.cport, "write"), "");
+    let written = std::fs::read_to_string(&r.cfg).unwrap();
+    assert!(written.contains("\nno relay_yield\n"), "{written}");
+    // The relay still relays with the setting off.
+    assert_eq!(ask("127.0.0.1", r.pen.port).len(), 2);
+    // The written file restores it on HUP after a run-time change.
+    assert_eq!(ctl(r.cport, "relay_yield"), "");
+    r.pen.signal("HUP");
+    wait_until("the reload", || {
+        ctl(r.cport, &format!("write {}", saved.display()));
+        std::fs::read_to_string(&saved)
+            .unwrap_or_default()
+            .contains("no relay_yield")
+    });
+}

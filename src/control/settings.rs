@@ -78,6 +78,7 @@ pub static FLAGS: &[FlagRow] = &[
     flag!("keepalive", keepalive, false, Save::After),
     flag!("transparent", transparent, false, Save::After),
     flag!("abort_on_error", abort_on_error, false, Save::Never),
+    flag!("relay_yield", relay_yield, false, Save::WhenChanged),
 ];
 
 macro_rules! number {

@@ -208,3 +208,15 @@ fn server_settings_apply_in_any_order() {
     assert!(b.servers.backends[2].is_blacklisted(1005, 30));
     assert!(!b.servers.backends[2].is_blacklisted(1010, 30));
 }
+
+#[test]
+fn relay_yield_is_a_flag_that_write_saves_only_when_off() {
+    let mut b = Balancer::default();
+    assert!(b.settings.relay_yield);
+    assert!(!settings::after_pen_list(&b).contains("relay_yield"));
+    run(&mut b, "no relay_yield");
+    assert!(!b.settings.relay_yield);
+    assert!(settings::after_pen_list(&b).ends_with("no relay_yield\n"));
+    run(&mut b, "relay_yield");
+    assert!(b.settings.relay_yield);
+}
