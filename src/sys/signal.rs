@@ -48,7 +48,29 @@ impl SignalSet {
     }
 }
 
+/// The calling thread's `errno`, put back when dropped.
+struct SavedErrno(libc::c_int);
+
+impl SavedErrno {
+    fn save() -> SavedErrno {
+        // SAFETY: __errno_location returns the calling thread's errno slot,
+        // valid for the thread's life; reading it is async-signal-safe.
+        SavedErrno(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for SavedErrno {
+    fn drop(&mut self) {
+        // SAFETY: as in `save`: the calling thread's own errno slot.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
+    // The handler interrupts a thread anywhere, possibly between a failed
+    // call and its read of errno; the write(2) below must not change what
+    // that thread reads.
+    let _errno = SavedErrno::save();
     for s in Signal::ALL {
         if s.number() == sig {
             PENDING.fetch_or(s.bit(), Ordering::SeqCst);
@@ -77,4 +99,44 @@ pub fn install(wake_fd: RawFd) -> io::Result<()> {
 /// Returns and clears the signals received so far.
 pub fn take_pending() -> SignalSet {
     SignalSet(PENDING.swap(0, Ordering::SeqCst))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errno() -> libc::c_int {
+        // SAFETY: the calling thread's own errno slot.
+        unsafe { *libc::__errno_location() }
+    }
+
+    fn set_errno(value: libc::c_int) {
+        // SAFETY: the calling thread's own errno slot.
+        unsafe { *libc::__errno_location() = value };
+    }
+
+    #[test]
+    fn saved_errno_is_put_back() {
+        set_errno(libc::EINTR);
+        {
+            let _saved = SavedErrno::save();
+            // A failing call, as the handler's write(2) can be.
+            // SAFETY: closing -1 only fails with EBADF.
+            assert_eq!(unsafe { libc::close(-1) }, -1);
+            assert_eq!(errno(), libc::EBADF);
+        }
+        assert_eq!(errno(), libc::EINTR);
+    }
+
+    #[test]
+    fn the_handler_leaves_errno_alone() {
+        // No handler is installed in the unit tests; point the wake-up at a
+        // number that is certainly not open, so the handler's write fails.
+        WAKE_FD.store(i32::MAX, Ordering::SeqCst);
+        set_errno(libc::EAGAIN);
+        on_signal(libc::SIGUSR1);
+        assert_eq!(errno(), libc::EAGAIN);
+        WAKE_FD.store(-1, Ordering::SeqCst);
+        assert!(take_pending().contains(Signal::Usr1));
+    }
 }
