@@ -929,13 +929,7 @@ pub fn execute(
             }
             match b.conns.get(*n as usize) {
                 Some(c) => {
-                    crate::sys::socket::shutdown(c.client_fd, crate::sys::socket::Shutdown::Both);
-                    if c.server_fd >= 0 {
-                        crate::sys::socket::shutdown(
-                            c.server_fd,
-                            crate::sys::socket::Shutdown::Both,
-                        );
-                    }
+                    c.pair.shut_down();
                     Ok(format!("Forcibly closing connection {n}\n"))
                 }
                 // pen "closes" unused slots and corrupts its counter (Q16).

@@ -33,4 +33,5 @@ pub mod tls;
 #[cfg(feature = "tls")]
 pub mod tls_runtime;
 pub mod udp;
+pub mod upstream;
 pub mod workers;

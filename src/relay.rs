@@ -25,7 +25,7 @@
 
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -95,14 +95,15 @@ impl Filter for PassThrough {
 pub enum ClientSide<'a> {
     /// A plain socket: spliced, or copied when a filter must see the bytes.
     Plain(&'a OwnedFd),
-    /// TLS terminated by pen over the client socket: always copied.
+    /// TLS terminated by pen over the client socket (given too, for the
+    /// shutdown after close_notify): always copied.
     #[cfg(feature = "tls")]
-    Tls(&'a mut TlsStream),
+    Tls(&'a mut TlsStream, BorrowedFd<'a>),
 }
 
 /// One side of a pair as the copy path sees it: a socket, or TLS over it.
 struct End<'a> {
-    fd: RawFd,
+    fd: BorrowedFd<'a>,
     #[cfg(feature = "tls")]
     tls: Option<&'a mut TlsStream>,
     /// Poll events that let the last blocked read / write go on: IN / OUT
@@ -121,7 +122,7 @@ fn events_for(want: Want) -> i16 {
 }
 
 impl<'a> End<'a> {
-    fn plain(fd: RawFd) -> End<'a> {
+    fn plain(fd: BorrowedFd<'a>) -> End<'a> {
         End {
             fd,
             #[cfg(feature = "tls")]
@@ -133,9 +134,9 @@ impl<'a> End<'a> {
     }
 
     #[cfg(feature = "tls")]
-    fn tls(stream: &'a mut TlsStream) -> End<'a> {
+    fn tls(stream: &'a mut TlsStream, fd: BorrowedFd<'a>) -> End<'a> {
         End {
-            fd: stream.as_raw_fd(),
+            fd,
             tls: Some(stream),
             read_events: poll::IN,
             write_events: poll::OUT,
@@ -228,8 +229,8 @@ pub struct RelayOptions {
 
 /// One direction's state.
 struct Direction<'a> {
-    src: RawFd,
-    dst: RawFd,
+    src: BorrowedFd<'a>,
+    dst: BorrowedFd<'a>,
     /// Bytes read but not yet written (in the pipe, or in `buf`).
     pending: usize,
     /// The source sent EOF.
@@ -371,7 +372,7 @@ fn bulk_pipe<'p>(
 fn pump_splice(d: &mut Direction<'_>, pipe: &(OwnedFd, OwnedFd)) -> io::Result<()> {
     for _ in 0..BURST {
         if d.pending > 0 {
-            match pipe::splice(pipe.0.as_raw_fd(), d.dst, d.pending) {
+            match pipe::splice(pipe.0.as_raw_fd(), d.dst.as_raw_fd(), d.pending) {
                 Ok(n) => d.pending -= n,
                 Err(e) if would_block(&e) => return Ok(()),
                 Err(e) => return Err(e),
@@ -383,7 +384,7 @@ fn pump_splice(d: &mut Direction<'_>, pipe: &(OwnedFd, OwnedFd)) -> io::Result<(
         if d.eof {
             break;
         }
-        match pipe::splice(d.src, pipe.1.as_raw_fd(), CHUNK) {
+        match pipe::splice(d.src.as_raw_fd(), pipe.1.as_raw_fd(), CHUNK) {
             Ok(0) => d.eof = true,
             Ok(n) => {
                 d.pending = n;
@@ -392,7 +393,7 @@ fn pump_splice(d: &mut Direction<'_>, pipe: &(OwnedFd, OwnedFd)) -> io::Result<(
                     // The socket is most likely drained: write, then let
                     // poll() say when there is more, instead of paying for
                     // a read that would only return EAGAIN.
-                    match pipe::splice(pipe.0.as_raw_fd(), d.dst, d.pending) {
+                    match pipe::splice(pipe.0.as_raw_fd(), d.dst.as_raw_fd(), d.pending) {
                         Ok(w) => d.pending -= w,
                         Err(e) if would_block(&e) => {}
                         Err(e) => return Err(e),
@@ -406,7 +407,7 @@ fn pump_splice(d: &mut Direction<'_>, pipe: &(OwnedFd, OwnedFd)) -> io::Result<(
         }
     }
     if d.pending > 0 {
-        if let Ok(n) = pipe::splice(pipe.0.as_raw_fd(), d.dst, d.pending) {
+        if let Ok(n) = pipe::splice(pipe.0.as_raw_fd(), d.dst.as_raw_fd(), d.pending) {
             d.pending -= n;
         }
     }
@@ -573,14 +574,14 @@ pub fn relay(
     opts: RelayOptions,
     filter: Option<&mut dyn Filter>,
 ) -> Outcome {
-    let s = server.as_raw_fd();
+    let s = server.as_fd();
     #[cfg(feature = "tls")]
     let mut pass_through = PassThrough;
     let (mut client_end, mut filter) = match client {
-        ClientSide::Plain(fd) => (End::plain(fd.as_raw_fd()), filter),
+        ClientSide::Plain(fd) => (End::plain(fd.as_fd()), filter),
         #[cfg(feature = "tls")]
-        ClientSide::Tls(stream) => (
-            End::tls(stream),
+        ClientSide::Tls(stream, fd) => (
+            End::tls(stream, fd),
             Some(filter.unwrap_or(&mut pass_through as &mut dyn Filter)),
         ),
     };
@@ -655,8 +656,8 @@ pub fn relay(
         };
         // A socket we wait on for nothing is left out (fd -1): a peer that
         // hung up would otherwise make poll() return at once, forever.
-        let fd_c = if ev_c == 0 { -1 } else { c };
-        let fd_s = if ev_s == 0 { -1 } else { s };
+        let fd_c = if ev_c == 0 { -1 } else { c.as_raw_fd() };
+        let fd_s = if ev_s == 0 { -1 } else { s.as_raw_fd() };
         let mut fds = [PollFd::new(fd_c, ev_c), PollFd::new(fd_s, ev_s)];
         if optimistic {
             // A new client has usually sent its request by the time its

@@ -3,9 +3,15 @@
 //! by the loop, not in the handler).
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
+/// The self-pipe's write end, kept open for the rest of the process, so the
+/// number in [`WAKE_FD`] always names it.
+static WAKE: OnceLock<Arc<OwnedFd>> = OnceLock::new();
+/// [`WAKE`]'s descriptor as the handler reads it (a plain atomic load is
+/// async-signal-safe); -1 until [`install`].
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 static PENDING: AtomicU32 = AtomicU32::new(0);
 
@@ -82,10 +88,13 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-/// Installs the handlers; `wake_fd` is the write end of the acceptor's
-/// self-pipe. Handlers are installed without SA_RESTART so poll() returns.
-pub fn install(wake_fd: RawFd) -> io::Result<()> {
-    WAKE_FD.store(wake_fd, Ordering::SeqCst);
+/// Installs the handlers; `wake` is the write end of the acceptor's
+/// self-pipe, which this module keeps open from now on (the first one given,
+/// if called again). Handlers are installed without SA_RESTART so poll()
+/// returns.
+pub fn install(wake: Arc<OwnedFd>) -> io::Result<()> {
+    let wake = WAKE.get_or_init(|| wake);
+    WAKE_FD.store(wake.as_raw_fd(), Ordering::SeqCst);
     for s in Signal::ALL {
         // SAFETY: sigaction is plain old data; zeroed means empty mask, no flags.
         let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
