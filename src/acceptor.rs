@@ -4,8 +4,8 @@
 //! acts on signals the handlers recorded. It never reads or writes a
 //! client's bytes, so nothing a client or a control client does can stall it.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,11 +15,12 @@ use crate::sys::pipe;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
 use crate::sys::socket::{self, PeerAddr};
+use crate::upstream::Permit;
 
 /// What the loop calls out to.
 pub trait Handlers {
-    /// A client was accepted: hand it to a pair thread.
-    fn client(&mut self, fd: OwnedFd, peer: PeerAddr);
+    /// A client was accepted under `permit`: hand both to a pair thread.
+    fn client(&mut self, permit: Permit, fd: OwnedFd, peer: PeerAddr);
     /// A control connection was accepted.
     fn control(&mut self, fd: OwnedFd, peer: PeerAddr);
     fn hangup(&mut self);
@@ -54,17 +55,18 @@ pub fn run(
     handlers: &mut dyn Handlers,
 ) -> Stop {
     let multi_accept = shared.lock().settings.multi_accept.max(1);
+    let admission = &shared.admission;
     // After EMFILE and friends, stop accepting briefly instead of spinning.
     let mut backoff_until: Option<Instant> = None;
     loop {
-        let may = shared.may_accept() && backoff_until.is_none_or(|t| Instant::now() >= t);
+        let may = admission.may_accept() && backoff_until.is_none_or(|t| Instant::now() >= t);
         if may {
             backoff_until = None;
         }
-        shared.gated.store(!may, Ordering::Release);
-        // Re-check after publishing `gated`, so a pair that finished in
-        // between either sees the flag or is counted here.
-        let may = may || (shared.may_accept() && backoff_until.is_none());
+        admission.set_waiting(!may);
+        // Re-check after saying we wait, so a pair that finished in
+        // between either wakes us or is counted here.
+        let may = may || (admission.may_accept() && backoff_until.is_none());
         let mut fds = Vec::with_capacity(2 + listeners.len());
         fds.push(PollFd::new(shared.wake_fd().as_fd(), poll::IN));
         for l in &listeners {
@@ -114,14 +116,13 @@ pub fn run(
                 continue;
             }
             for _ in 0..multi_accept {
-                if !shared.may_accept() {
+                // The permit comes first: at a limit the client stays in the
+                // listen queue. One not used for a client is given back.
+                let Some(permit) = admission.try_acquire() else {
                     break;
-                }
-                match socket::accept(l.as_raw_fd()) {
-                    Ok((fd, peer)) => {
-                        shared.active_pairs.fetch_add(1, Ordering::AcqRel);
-                        handlers.client(fd, peer);
-                    }
+                };
+                match socket::accept(l.as_fd()) {
+                    Ok((fd, peer)) => handlers.client(permit, fd, peer),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if transient(&e) => {
                         logging::message(&format!("accept: {e}; pausing 100 ms"));
@@ -135,7 +136,7 @@ pub fn run(
         }
         if let Some(c) = &control {
             if fds[1 + listeners.len()].revents() != 0 {
-                match socket::accept(c.as_raw_fd()) {
+                match socket::accept(c.as_fd()) {
                     Ok((fd, peer)) => handlers.control(fd, peer),
                     Err(e) if transient(&e) => {
                         backoff_until = Some(Instant::now() + Duration::from_millis(100));

@@ -4,7 +4,7 @@
 
 use std::os::fd::RawFd;
 
-use crate::connections::{state, Connection, PairCounters};
+use crate::connections::{state, Connection, Pair};
 use crate::settings::{Settings, DEFAULT_CLIENTS_MAX, DEFAULT_CONN_MAX};
 use crate::sys::socket::PeerAddr;
 use std::sync::Arc;
@@ -56,7 +56,7 @@ impl Balancer {
         &mut self,
         peer: &PeerAddr,
         client_fd: RawFd,
-        counters: &Arc<PairCounters>,
+        pair: &Arc<Pair>,
         now: i64,
     ) -> Option<(usize, usize)> {
         let client = self.clients.store(peer, now, self.settings.tracking_time);
@@ -66,7 +66,7 @@ impl Balancer {
             server: Target::None,
             client_fd,
             server_fd: -1,
-            counters: Arc::clone(counters),
+            pair: Arc::clone(pair),
             since: now,
         })?;
         Some((client, conn))

@@ -1,12 +1,15 @@
 //! The connection table (`-x`, `conn_max`): one slot per relayed pair, for
-//! `connection N`, `close N` and the statistics. Pure bookkeeping; the pair's
-//! sockets belong to its relay thread, the table only records their numbers.
+//! `connection N`, `close N` and the statistics. Bookkeeping, plus a share
+//! in each pair's sockets ([`Pair`]) so that `close N` shuts down sockets
+//! that are certainly still open; the descriptor numbers it records are for
+//! display only.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::servers::Target;
+use crate::sys::socket::{self, Shutdown};
 
 /// pen's connection state bits (spec control.md §4.3 `connection N`).
 pub mod state {
@@ -39,15 +42,69 @@ impl PairCounters {
     }
 }
 
+/// What a pair's thread and its connection slot share: the byte counters,
+/// and the sockets, which close only when both have let go. The slot is
+/// read under the balancer lock and the thread frees it (see
+/// `upstream::Lease`) before dropping its own share, so the sockets close
+/// on the pair's thread, outside the lock, and `close N` never reaches a
+/// closed or reused descriptor.
+#[derive(Debug, Default)]
+pub struct Pair {
+    pub counters: PairCounters,
+    // Fields drop in order: the server's socket closes before the client's,
+    // as pen closes them.
+    server: OnceLock<OwnedFd>,
+    /// `None` for a UDP session, which has no socket of its own towards
+    /// the client.
+    client: Option<OwnedFd>,
+}
+
+impl Pair {
+    pub fn new(client: Option<OwnedFd>) -> Pair {
+        Pair {
+            client,
+            ..Pair::default()
+        }
+    }
+
+    pub fn client(&self) -> Option<&OwnedFd> {
+        self.client.as_ref()
+    }
+
+    /// The upstream socket, once connected.
+    pub fn server(&self) -> Option<&OwnedFd> {
+        self.server.get()
+    }
+
+    /// Records the upstream socket. A pair connects once: the second
+    /// socket is handed back.
+    pub fn set_server(&self, socket: OwnedFd) -> Result<(), OwnedFd> {
+        self.server.set(socket)
+    }
+
+    /// `close N`: shuts both sockets down. The pair's thread sees the
+    /// hang-up and ends the pair as if the peers had closed.
+    pub fn shut_down(&self) {
+        for s in [self.client.as_ref(), self.server.get()]
+            .into_iter()
+            .flatten()
+        {
+            socket::shutdown(s.as_fd(), Shutdown::Both);
+        }
+    }
+}
+
 /// One relayed connection.
 #[derive(Clone, Debug)]
 pub struct Connection {
     pub state: u32,
     pub client: usize,
     pub server: Target,
+    /// The descriptor numbers, for `connection N`, `socket N` and the
+    /// statistics only; `pair` reaches the sockets.
     pub client_fd: RawFd,
     pub server_fd: RawFd,
-    pub counters: Arc<PairCounters>,
+    pub pair: Arc<Pair>,
     /// UNIX time the client was accepted.
     pub since: i64,
 }
@@ -143,7 +200,7 @@ mod tests {
             server: Target::None,
             client_fd: -1,
             server_fd: -1,
-            counters: Arc::default(),
+            pair: Arc::default(),
             since: 0,
         }
     }
@@ -163,5 +220,24 @@ mod tests {
         assert!(t.remove(7).is_none());
         t.grow(4);
         assert_eq!(t.insert(conn()), Some(3));
+    }
+
+    #[test]
+    fn shut_down_reaches_both_sockets() {
+        use std::io::Read;
+        use std::os::unix::net::UnixStream;
+        let (client, mut client_peer) = UnixStream::pair().unwrap();
+        let (server, mut server_peer) = UnixStream::pair().unwrap();
+        let pair = Pair::new(Some(client.into()));
+        // Before the connect only the client is there.
+        pair.shut_down();
+        assert!(pair.set_server(server.into()).is_ok());
+        pair.shut_down();
+        let mut buf = [0u8; 4];
+        assert_eq!(client_peer.read(&mut buf).unwrap(), 0);
+        assert_eq!(server_peer.read(&mut buf).unwrap(), 0);
+        // A pair connects once.
+        let (again, _) = UnixStream::pair().unwrap();
+        assert!(pair.set_server(again.into()).is_err());
     }
 }

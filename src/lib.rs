@@ -32,4 +32,5 @@ pub mod sys;
 #[allow(unsafe_code)]
 pub mod tls;
 pub mod udp;
+pub mod upstream;
 pub mod workers;

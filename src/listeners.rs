@@ -20,8 +20,8 @@ pub fn open(addr: &ListenAddr, udp: bool, backlog: i32) -> io::Result<OwnedFd> {
             // the same port silently (UDP replies leave from this socket).
             let fd = socket::bind_inet(a, kind, backlog, false)?;
             if !udp {
-                use std::os::fd::AsRawFd;
-                socket::set_nodelay(fd.as_raw_fd())?;
+                use std::os::fd::AsFd;
+                socket::set_nodelay(fd.as_fd())?;
             }
             Ok(fd)
         }

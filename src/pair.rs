@@ -2,164 +2,87 @@
 //! client, choose a server, connect (failing over on refusal or timeout),
 //! relay, then account the bytes (spec selection.md §3).
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 #[cfg(feature = "tls")]
 use std::time::Instant;
 
 use crate::addr::Host;
-use crate::balancer::Balancer;
-use crate::connections::PairCounters;
 use crate::logging;
 use crate::relay::{self, ClientSide, Filter, Outcome, RelayOptions};
 use crate::runtime::Shared;
-use crate::selection;
-use crate::servers::Target;
 use crate::sys;
-use crate::sys::socket::{self, ConnectOptions, PeerAddr};
+use crate::sys::socket::PeerAddr;
+use crate::upstream::{self, Connected, Permit, Transport};
 use crate::workers::WorkerLocal;
-
-/// Where and how to connect, copied out of the table so the lock is not
-/// held while connecting.
-struct Dial {
-    host: Host,
-    port: u16,
-    opts: ConnectOptions,
-    timeout: Duration,
-}
-
-fn dial_for(b: &Balancer, t: Target, peer: &PeerAddr) -> Option<Dial> {
-    let s = b.servers.get(t)?;
-    let st = &b.settings;
-    let (bind, transparent) = st.upstream_bind(&s.host, peer.ip());
-    Some(Dial {
-        host: s.host.clone(),
-        port: s.port,
-        opts: ConnectOptions {
-            bind,
-            transparent,
-            keepalive: st.keepalive,
-            // Always: see listeners::open. `tcp_nodelay` is kept for
-            // compatibility only.
-            nodelay: matches!(s.host, Host::Ip(_)),
-        },
-        timeout: Duration::from_secs(st.connect_timeout.max(1) as u64),
-    })
-}
-
-fn connect(d: &Dial) -> std::io::Result<OwnedFd> {
-    match &d.host {
-        Host::Ip(ip) => {
-            socket::connect_inet(&std::net::SocketAddr::new(*ip, d.port), &d.opts, d.timeout)
-        }
-        Host::Unix(path) => socket::connect_unix(path, d.timeout),
-        Host::Unset => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "no address",
-        )),
-    }
-}
-
-/// Releases the pair's place in the acceptor's count however the thread
-/// leaves.
-struct PairGuard<'a>(&'a Shared);
-
-impl Drop for PairGuard<'_> {
-    fn drop(&mut self) {
-        self.0.pair_done();
-    }
-}
 
 /// Chooses a filter for the pair, if its bytes must be seen.
 pub type FilterFactory =
     dyn Fn(&Shared, &PeerAddr, &Host) -> Option<Box<dyn Filter + Send>> + Send + Sync;
 
-/// Serves one accepted client to the end.
+/// Serves one client, accepted under `_permit`, to the end. The permit is
+/// given back when this returns (or unwinds), after everything else.
 pub fn serve(
     shared: &Arc<Shared>,
     local: &mut WorkerLocal,
+    _permit: Permit,
     client: OwnedFd,
     peer: PeerAddr,
     filters: &FilterFactory,
 ) {
-    let _guard = PairGuard(shared);
     let now = sys::now_unix();
-    let counters = Arc::new(PairCounters::default());
-    let (conn_id, client_id, mut attempt, mut target, mut dial) = {
-        let mut b = shared.lock();
-        let Some(a) = selection::admit(&mut b, &peer, client.as_raw_fd(), &counters, now) else {
-            return;
-        };
-        let dial = a.target.and_then(|t| dial_for(&b, t, &peer));
-        (a.conn, a.client, a.attempt, a.target, dial)
+    let Some(admitted) = upstream::admit(
+        shared.balancer(),
+        &peer,
+        Some(client),
+        Transport::Stream,
+        now,
+    ) else {
+        return;
     };
-    let mut server = None;
-    while let (Some(t), Some(d)) = (target, dial.as_ref()) {
-        shared.pending_connects.fetch_add(1, Ordering::AcqRel);
-        let result = connect(d);
-        shared.connect_done();
-        let now = sys::now_unix();
-        let mut b = shared.lock();
-        match result {
-            Ok(fd) => {
-                b.mark_connected(conn_id, t, fd.as_raw_fd());
-                let opts = RelayOptions {
-                    idle_timeout: (b.settings.idle_timeout > 0)
-                        .then(|| Duration::from_secs(b.settings.idle_timeout)),
-                    fastclose: b.settings.fastclose,
-                    relay_yield: b.settings.relay_yield,
-                };
-                let host = b
-                    .servers
-                    .get(t)
-                    .map(|s| s.host.clone())
-                    .unwrap_or(Host::Unset);
-                server = Some((t, fd, opts, host));
-                break;
-            }
-            Err(e) => {
-                b.connect_failed(t, &e, now);
-                target = attempt.failover(&mut b, now);
-                dial = target.and_then(|t| dial_for(&b, t, &peer));
-                note_target(&mut b, conn_id, target);
-            }
-        }
-    }
-    let Some((t, server_fd, opts, server_host)) = server else {
-        shared.lock().conns.remove(conn_id);
+    let connected = admitted.connect(&shared.admission, |b, t| {
+        let opts = RelayOptions {
+            idle_timeout: (b.settings.idle_timeout > 0)
+                .then(|| Duration::from_secs(b.settings.idle_timeout)),
+            fastclose: b.settings.fastclose,
+            relay_yield: b.settings.relay_yield,
+        };
+        (opts, upstream::server_host(b, t))
+    });
+    let Some(Connected {
+        lease,
+        value: (opts, server_host),
+        ..
+    }) = connected
+    else {
         logging::debug(1, || format!("no server for client {peer:?}; closing"));
         return;
     };
-    let ended = Ended {
-        conn_id,
-        client_id,
-        target: t,
-        counters: &counters,
+    // Every way out from here drops the lease: it frees the slot and
+    // settles the counters, then the pair's sockets close.
+    let pair = lease.pair();
+    // Both are there: the client's since admission, the server's since the
+    // connect.
+    let (Some(client), Some(server)) = (pair.client(), pair.server()) else {
+        return;
     };
     #[cfg(feature = "tls")]
     if let Some(acceptor) = shared.tls_state.acceptor() {
-        let mut stream = match tls_handshake(shared, &acceptor, &client, conn_id) {
+        let mut stream = match tls_handshake(shared, &acceptor, client, lease.conn()) {
             Ok(stream) => stream,
             Err(e) => {
                 logging::debug(1, || format!("TLS handshake with {peer:?} failed: {e}"));
-                ended.account(shared);
-                drop(server_fd);
-                drop(client);
                 return;
             }
         };
-        // The stream owns a duplicate of the client socket (see
-        // tls_handshake); the original is no longer needed.
-        drop(client);
         let mut filter = filters(shared, &peer, &server_host);
         let outcome = relay::relay(
             &mut local.pipes,
             &shared.yield_guard,
             ClientSide::Tls(&mut stream),
-            &server_fd,
-            &counters,
+            server,
+            &pair.counters,
             opts,
             filter.as_deref_mut().map(|f| f as &mut dyn Filter),
         );
@@ -168,8 +91,9 @@ pub fn serve(
         // EOF; otherwise (fast close, idle timeout, `close N`) say goodbye
         // now, best effort (spec protocols.md §3).
         let _ = stream.close_notify();
-        ended.account(shared);
-        drop(server_fd);
+        // As for a plain pair: the slot, the counters and the server's
+        // socket first, then the client's connection (the stream's socket).
+        drop(lease);
         drop(stream);
         return;
     }
@@ -177,25 +101,13 @@ pub fn serve(
     let outcome = relay::relay(
         &mut local.pipes,
         &shared.yield_guard,
-        ClientSide::Plain(&client),
-        &server_fd,
-        &counters,
+        ClientSide::Plain(client),
+        server,
+        &pair.counters,
         opts,
         filter.as_deref_mut().map(|f| f as &mut dyn Filter),
     );
     log_outcome(&peer, &outcome);
-    ended.account(shared);
-    // Sockets close here, after the slot is gone, so `close N` never
-    // shuts down a reused descriptor number.
-    drop(server_fd);
-    drop(client);
-}
-
-/// Records in the connection slot which server is being tried.
-fn note_target(b: &mut Balancer, conn_id: usize, target: Option<Target>) {
-    if let (Some(t), Some(c)) = (target, b.conns.get_mut(conn_id)) {
-        c.server = t;
-    }
 }
 
 fn log_outcome(peer: &PeerAddr, outcome: &Outcome) {
@@ -208,36 +120,15 @@ fn log_outcome(peer: &PeerAddr, outcome: &Outcome) {
     }
 }
 
-/// What a finished pair must give back to the tables.
-struct Ended<'a> {
-    conn_id: usize,
-    client_id: usize,
-    target: Target,
-    counters: &'a PairCounters,
-}
-
-impl Ended<'_> {
-    /// Frees the connection slot and adds the pair's bytes to its server
-    /// and client. Call before closing the sockets.
-    fn account(&self, shared: &Shared) {
-        let up = PairCounters::get(&self.counters.from_client);
-        let down = PairCounters::get(&self.counters.from_server);
-        let mut b = shared.lock();
-        b.conns.remove(self.conn_id);
-        b.settle(self.target, self.client_id, up, down);
-    }
-}
-
 /// Runs the server side of the TLS handshake with the client on this
 /// pair's thread, within `ssl_handshake_timeout` (spec protocols.md §3: it
 /// starts only after the upstream connect succeeded). A client that stalls
 /// only holds this thread and its own sockets.
 ///
 /// The handshake runs on a duplicate of the client socket, because the
-/// acceptor closes its socket when the handshake fails, and the slot must
-/// keep naming an open descriptor until it is freed (`close N` shuts down
-/// the descriptor it names). On success the slot is switched to the
-/// stream's descriptor.
+/// stream owns the socket it is given and the pair's own socket must stay
+/// where `close N` reaches it (a shutdown through either descriptor ends
+/// the same connection). On success the slot shows the stream's descriptor.
 #[cfg(feature = "tls")]
 fn tls_handshake(
     shared: &Shared,

@@ -2,7 +2,7 @@
 //! port handlers, signal actions, and shutdown.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -20,6 +20,7 @@ use crate::relay::Filter;
 use crate::runtime::{ProcessInfo, Shared};
 use crate::sys;
 use crate::sys::socket::PeerAddr;
+use crate::upstream::Permit;
 use crate::workers::WorkerPool;
 
 /// Stack size of pair threads: small, since an idle pair's RSS is mostly
@@ -223,7 +224,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     // installs them after detaching (so the waiting parent keeps the
     // default actions), as the first of the steps that report to it.
     let install_signals = || {
-        sys::signal::install(shared.wake_write_fd().as_raw_fd())
+        sys::signal::install(Arc::clone(shared.wake_write_fd()))
             .map_err(|e| fatal(format!("can't install signal handlers: {e}")))
     };
     if cl.foreground {
@@ -404,15 +405,15 @@ struct Service {
 }
 
 impl Handlers for Service {
-    fn client(&mut self, fd: OwnedFd, peer: PeerAddr) {
+    fn client(&mut self, permit: Permit, fd: OwnedFd, peer: PeerAddr) {
         let shared = Arc::clone(&self.shared);
         let filters = Arc::clone(&self.filters);
         let job = Box::new(move |local: &mut crate::workers::WorkerLocal| {
-            pair::serve(&shared, local, fd, peer, &*filters);
+            pair::serve(&shared, local, permit, fd, peer, &*filters);
         });
         if let Err(e) = self.shared.pool.dispatch(job) {
-            // The job (and its client socket) was dropped.
-            self.shared.pair_done();
+            // The job was dropped, closing the client socket and giving
+            // back the permit.
             logging::message(&format!("can't start a thread for a client: {e}"));
         }
     }

@@ -1,15 +1,15 @@
 //! What the threads share: the balancer state behind its `Mutex`, the
-//! worker pool, the acceptor's wake pipe and the counters the acceptor
-//! gates accepting on (`-x`, `pending_max`).
+//! worker pool, the acceptor's wake pipe and the admission limits the
+//! acceptor takes clients in under (`-x`, `pending_max`).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::balancer::Balancer;
 use crate::relay::YieldGuard;
 use crate::sys::pipe;
+use crate::upstream::Admission;
 use crate::workers::WorkerPool;
 
 /// Facts about the process that commands report (`listen`, `control`,
@@ -53,21 +53,16 @@ pub struct Shared {
     balancer: Mutex<Balancer>,
     pub info: Mutex<ProcessInfo>,
     pub pool: Arc<WorkerPool>,
-    /// Pairs accepted and not yet finished (gated by `conn_max`).
-    pub active_pairs: AtomicUsize,
-    /// Upstream connects in progress (gated by `pending_max`).
-    pub pending_connects: AtomicUsize,
-    /// Mirrors of the limits, readable without the lock.
-    pub conn_max: AtomicUsize,
-    pub pending_max: AtomicUsize,
-    /// Set while the acceptor is not accepting because of a limit, so
-    /// finishing pairs know to wake it.
-    pub gated: AtomicBool,
+    /// Pairs and pending connects, under mirrors of `conn_max` and
+    /// `pending_max` readable without the lock.
+    pub admission: Arc<Admission>,
     /// Whether the pairs' threads yield: shared, so that slow yields seen
     /// by any pair pause yielding in all of them.
     pub yield_guard: YieldGuard,
     requests: Mutex<Vec<AcceptorRequest>>,
-    wake_write: OwnedFd,
+    /// Shared with `admission` and the signal handler, which wake the
+    /// acceptor through it.
+    wake_write: Arc<OwnedFd>,
     wake_read: OwnedFd,
     /// TLS settings and the acceptor in use (`-E`, `ssl_*`).
     #[cfg(feature = "tls")]
@@ -81,17 +76,17 @@ impl Shared {
         pool: Arc<WorkerPool>,
     ) -> std::io::Result<Arc<Shared>> {
         let (wake_read, wake_write) = pipe::pipe()?;
-        let conn_max = balancer.conns.capacity();
-        let pending_max = balancer.settings.pending_max;
+        let wake_write = Arc::new(wake_write);
+        let admission = Admission::new(
+            balancer.conns.capacity(),
+            balancer.settings.pending_max,
+            Arc::clone(&wake_write),
+        );
         Ok(Arc::new(Shared {
             balancer: Mutex::new(balancer),
             info: Mutex::new(info),
             pool,
-            active_pairs: AtomicUsize::new(0),
-            pending_connects: AtomicUsize::new(0),
-            conn_max: AtomicUsize::new(conn_max),
-            pending_max: AtomicUsize::new(pending_max),
-            gated: AtomicBool::new(false),
+            admission: Arc::new(admission),
             yield_guard: YieldGuard::new(),
             requests: Mutex::new(Vec::new()),
             wake_write,
@@ -108,15 +103,20 @@ impl Shared {
         self.balancer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The balancer state's lock itself, for the connection leases that
+    /// borrow it (`upstream::Lease`); everything else uses [`Self::lock`].
+    pub fn balancer(&self) -> &Mutex<Balancer> {
+        &self.balancer
+    }
+
     pub fn info(&self) -> MutexGuard<'_, ProcessInfo> {
         self.info.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Refreshes the lock-free mirrors after a command changed the limits.
     pub fn sync_limits(&self, b: &Balancer) {
-        self.conn_max.store(b.conns.capacity(), Ordering::Relaxed);
-        self.pending_max
-            .store(b.settings.pending_max.max(1), Ordering::Relaxed);
+        self.admission
+            .set_limits(b.conns.capacity(), b.settings.pending_max.max(1));
         self.wake_acceptor();
     }
 
@@ -128,7 +128,7 @@ impl Shared {
         &self.wake_read
     }
 
-    pub fn wake_write_fd(&self) -> &OwnedFd {
+    pub fn wake_write_fd(&self) -> &Arc<OwnedFd> {
         &self.wake_write
     }
 
@@ -144,22 +144,6 @@ impl Shared {
         std::mem::take(&mut *self.requests.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// A pair finished: release its place and wake the acceptor if it was
-    /// holding back because of a limit.
-    pub fn pair_done(&self) {
-        self.active_pairs.fetch_sub(1, Ordering::AcqRel);
-        if self.gated.load(Ordering::Acquire) {
-            self.wake_acceptor();
-        }
-    }
-
-    pub fn connect_done(&self) {
-        self.pending_connects.fetch_sub(1, Ordering::AcqRel);
-        if self.gated.load(Ordering::Acquire) {
-            self.wake_acceptor();
-        }
-    }
-
     /// Whether clients talk TLS to this pen (`-E`): the scheme the
     /// `X-Forwarded-Proto` header reports (spec protocols.md §2).
     pub fn tls(&self) -> bool {
@@ -167,12 +151,5 @@ impl Shared {
         return self.tls_state.enabled();
         #[cfg(not(feature = "tls"))]
         return false;
-    }
-
-    /// Whether the acceptor may take another client now.
-    pub fn may_accept(&self) -> bool {
-        self.active_pairs.load(Ordering::Acquire) < self.conn_max.load(Ordering::Relaxed)
-            && self.pending_connects.load(Ordering::Acquire)
-                < self.pending_max.load(Ordering::Relaxed)
     }
 }

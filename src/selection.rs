@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use crate::balancer::Balancer;
 use crate::clients::ClientKey;
-use crate::connections::PairCounters;
+use crate::connections::Pair;
 use crate::servers::Target;
 use crate::sys::socket::PeerAddr;
 
@@ -327,10 +327,10 @@ pub fn admit(
     b: &mut Balancer,
     peer: &PeerAddr,
     client_fd: RawFd,
-    counters: &Arc<PairCounters>,
+    pair: &Arc<Pair>,
     now: i64,
 ) -> Option<Admitted> {
-    let (client, conn) = b.track(peer, client_fd, counters, now)?;
+    let (client, conn) = b.track(peer, client_fd, pair, now)?;
     let (attempt, target) = Attempt::start(b, client, now);
     if let (Some(t), Some(c)) = (target, b.conns.get_mut(conn)) {
         c.server = t;

@@ -17,8 +17,8 @@ pub fn live_by_server(b: &Balancer) -> Vec<(u64, u64)> {
     for (_, c) in b.conns.iter() {
         if let Target::Backend(i) = c.server {
             if let Some(l) = live.get_mut(i) {
-                l.0 += PairCounters::get(&c.counters.from_client);
-                l.1 += PairCounters::get(&c.counters.from_server);
+                l.0 += PairCounters::get(&c.pair.counters.from_client);
+                l.1 += PairCounters::get(&c.pair.counters.from_server);
             }
         }
     }
@@ -84,8 +84,8 @@ pub fn text_report(b: &Balancer, now: i64) -> String {
             c.client_fd,
             c.server_fd,
             now - c.since,
-            PairCounters::get(&c.counters.from_client),
-            PairCounters::get(&c.counters.from_server)
+            PairCounters::get(&c.pair.counters.from_client),
+            PairCounters::get(&c.pair.counters.from_server)
         );
     }
     o

@@ -62,24 +62,21 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::addr::Host;
-use crate::balancer::Balancer;
-use crate::connections::{state, PairCounters};
+use crate::connections::PairCounters;
 use crate::logging;
 use crate::pair::FilterFactory;
 use crate::relay::Filter;
 use crate::runtime::Shared;
-use crate::selection::{self, Attempt};
-use crate::servers::Target;
+use crate::selection::Attempt;
 use crate::sys;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{self, PeerAddr};
 use crate::sys::udp::{self as udp_sys, LocalAddr};
+use crate::upstream::{self, Connected, Lease, Transport};
 
 /// Idle time after which a UDP session ends when `idle_timeout` is 0 (the
 /// default).
@@ -134,19 +131,21 @@ pub fn spawn(
         PeerAddr::Unix(_) => return Err(UdpError::NotInet),
     };
     if local.ip().is_unspecified() {
-        udp_sys::enable_pktinfo(listener.as_raw_fd(), local.is_ipv6())
-            .map_err(UdpError::Listener)?;
+        udp_sys::enable_pktinfo(listener.as_fd(), local.is_ipv6()).map_err(UdpError::Listener)?;
     }
-    let mut relay = Relay {
-        shared,
-        listener,
-        filters,
-        sessions: SessionTable::new(),
-        out: Vec::new(),
-    };
     std::thread::Builder::new()
         .name("pen-udp".into())
-        .spawn(move || relay.run())
+        .spawn(move || {
+            // The sessions' leases borrow the shared state this thread owns.
+            Relay {
+                shared: &shared,
+                listener,
+                filters,
+                sessions: SessionTable::new(),
+                out: Vec::new(),
+            }
+            .run()
+        })
         .map_err(UdpError::Thread)
 }
 
@@ -255,27 +254,31 @@ impl<S> SessionTable<S> {
 // The relay.
 
 /// One client session.
-struct Session {
+struct Session<'a> {
     /// Where the client's latest datagram was addressed (wildcard
     /// listeners only): the source address of the replies.
     local: Option<LocalAddr>,
-    client_id: usize,
-    conn_id: usize,
+    /// The connection slot, the server's count and the upstream socket.
+    lease: Lease<'a>,
     attempt: Attempt,
-    target: Target,
-    upstream: OwnedFd,
-    counters: Arc<PairCounters>,
     /// The last datagram sent to the server that it has not answered yet:
     /// resent to the next server when this one turns out to be down.
     unanswered: Option<Vec<u8>>,
     filter: Option<Box<dyn Filter + Send>>,
 }
 
-struct Relay {
-    shared: Arc<Shared>,
+impl Session<'_> {
+    /// The socket connected to the session's server.
+    fn upstream(&self) -> Option<BorrowedFd<'_>> {
+        self.lease.pair().server().map(AsFd::as_fd)
+    }
+}
+
+struct Relay<'a> {
+    shared: &'a Shared,
     listener: OwnedFd,
     filters: Arc<FilterFactory>,
-    sessions: SessionTable<Session>,
+    sessions: SessionTable<Session<'a>>,
     /// Filter output buffer, reused.
     out: Vec<u8>,
 }
@@ -294,82 +297,7 @@ fn is_refused(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ECONNREFUSED)
 }
 
-/// Where to send a session's datagrams, read out of the table so the lock
-/// is not held while the socket is made.
-struct Dial {
-    remote: Result<SocketAddr, &'static str>,
-    bind: Option<std::net::IpAddr>,
-    transparent: bool,
-}
-
-fn dial_for(b: &Balancer, t: Target, client: &SocketAddr) -> Option<Dial> {
-    let s = b.servers.get(t)?;
-    let st = &b.settings;
-    let remote = match &s.host {
-        Host::Ip(ip) => Ok(SocketAddr::new(*ip, s.port)),
-        Host::Unix(_) => Err("Unix-socket servers can't be used in UDP mode"),
-        Host::Unset => Err("server has no address"),
-    };
-    let (bind, transparent) = st.upstream_bind(&s.host, Some(client.ip()));
-    Some(Dial {
-        remote,
-        bind,
-        transparent,
-    })
-}
-
-fn open_upstream(d: &Dial) -> io::Result<OwnedFd> {
-    match d.remote {
-        Ok(remote) => udp_sys::connect(&remote, d.bind, d.transparent),
-        Err(why) => Err(io::Error::new(io::ErrorKind::InvalidInput, why)),
-    }
-}
-
-/// Opens an upstream socket to `target`, failing over (and blacklisting)
-/// until one can be made; records it in connection slot `conn_id`.
-fn connect_upstream(
-    shared: &Shared,
-    attempt: &mut Attempt,
-    conn_id: usize,
-    client: &SocketAddr,
-    mut target: Option<Target>,
-) -> Option<(Target, OwnedFd)> {
-    loop {
-        let t = target?;
-        let dial = dial_for(&shared.lock(), t, client);
-        let result = match &dial {
-            Some(d) => open_upstream(d),
-            None => Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no such server",
-            )),
-        };
-        let now = sys::now_unix();
-        let mut b = shared.lock();
-        match result {
-            Ok(fd) => {
-                b.mark_connected(conn_id, t, fd.as_raw_fd());
-                return Some((t, fd));
-            }
-            Err(e) => {
-                b.connect_failed(t, &e, now);
-                target = attempt.failover(&mut b, now);
-            }
-        }
-    }
-}
-
-/// Moves a session's byte counters into its server's and client's totals
-/// (so live counters always belong to the current server).
-fn settle(b: &mut Balancer, s: &Session) {
-    let up = PairCounters::get(&s.counters.from_client);
-    let down = PairCounters::get(&s.counters.from_server);
-    s.counters.from_client.store(0, Ordering::Relaxed);
-    s.counters.from_server.store(0, Ordering::Relaxed);
-    b.settle(s.target, s.client_id, up, down);
-}
-
-impl Relay {
+impl Relay<'_> {
     fn run(&mut self) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut fds: Vec<PollFd> = Vec::new();
@@ -388,8 +316,10 @@ impl Relay {
             keys.clear();
             fds.push(PollFd::new(self.listener.as_fd(), poll::IN));
             for (k, e) in self.sessions.iter() {
-                fds.push(PollFd::new(e.session.upstream.as_fd(), poll::IN));
-                keys.push(k);
+                if let Some(upstream) = e.session.upstream() {
+                    fds.push(PollFd::new(upstream.as_fd(), poll::IN));
+                    keys.push(k);
+                }
             }
             if let Err(e) = poll::poll(&mut fds, Some(timeout)) {
                 logging::message(&format!("UDP relay: poll: {e}"));
@@ -411,7 +341,7 @@ impl Relay {
     /// Datagrams from clients.
     fn listener_ready(&mut self, buf: &mut [u8]) {
         for _ in 0..BATCH {
-            match udp_sys::recv_from(self.listener.as_raw_fd(), buf) {
+            match udp_sys::recv_from(self.listener.as_fd(), buf) {
                 Ok(r) => {
                     if r.truncated {
                         logging::debug(1, || {
@@ -455,7 +385,7 @@ impl Relay {
                     Ok(()) => &self.out,
                     Err(reply) => {
                         let _ = udp_sys::send_to(
-                            self.listener.as_raw_fd(),
+                            self.listener.as_fd(),
                             &reply,
                             &peer,
                             e.session.local.as_ref(),
@@ -466,9 +396,12 @@ impl Relay {
                 }
             }
         };
-        match socket::write(e.session.upstream.as_raw_fd(), payload) {
+        let Some(upstream) = e.session.upstream() else {
+            return;
+        };
+        match socket::write(upstream, payload) {
             Ok(n) => {
-                PairCounters::add(&e.session.counters.from_client, n);
+                PairCounters::add(&e.session.lease.pair().counters.from_client, n);
                 remember(&mut e.session.unanswered, payload);
             }
             Err(err) if is_refused(&err) => {
@@ -485,40 +418,37 @@ impl Relay {
 
     /// A new session for `peer`: evict if full, register, select, connect.
     fn open(&mut self, peer: SocketAddr, local: Option<LocalAddr>, now: Instant) -> Option<usize> {
-        let conn_max = self.shared.conn_max.load(Ordering::Relaxed).max(1);
+        let conn_max = self.shared.admission.conn_max().max(1);
         while self.sessions.len() >= conn_max {
             let victim = self.sessions.least_recently_used()?;
             self.close(victim, Ended::Evicted);
         }
-        let unix_now = sys::now_unix();
-        let counters = Arc::new(PairCounters::default());
         let client = PeerAddr::Inet(peer);
-        let (client_id, conn_id, mut attempt, target) = {
-            let admitted =
-                selection::admit(&mut self.shared.lock(), &client, -1, &counters, unix_now);
-            let Some(a) = admitted else {
-                logging::debug(1, || format!("UDP: no free connection slot for {peer}"));
-                return None;
-            };
-            (a.client, a.conn, a.attempt, a.target)
+        let Some(admitted) = upstream::admit(
+            self.shared.balancer(),
+            &client,
+            None,
+            Transport::Datagram,
+            sys::now_unix(),
+        ) else {
+            logging::debug(1, || format!("UDP: no free connection slot for {peer}"));
+            return None;
         };
-        let Some((target, upstream)) =
-            connect_upstream(&self.shared, &mut attempt, conn_id, &peer, target)
+        let connected = admitted.connect(&self.shared.admission, |b, t| {
+            (t, upstream::server_host(b, t))
+        });
+        let Some(Connected {
+            lease,
+            attempt,
+            value: (target, server_host),
+        }) = connected
         else {
-            self.shared.lock().conns.remove(conn_id);
             logging::debug(1, || {
                 format!("no server for UDP client {peer}; datagram dropped")
             });
             return None;
         };
-        let server_host = self
-            .shared
-            .lock()
-            .servers
-            .get(target)
-            .map(|s| s.host.clone())
-            .unwrap_or(Host::Unset);
-        let filter = (self.filters)(&self.shared, &client, &server_host);
+        let filter = (self.filters)(self.shared, &client, &server_host);
         logging::debug(2, || {
             format!("UDP session for {peer} on server {}", target.code())
         });
@@ -527,12 +457,8 @@ impl Relay {
             now,
             Session {
                 local,
-                client_id,
-                conn_id,
+                lease,
                 attempt,
-                target,
-                upstream,
-                counters,
                 unanswered: None,
                 filter,
             },
@@ -546,7 +472,10 @@ impl Relay {
                 let Some(e) = self.sessions.get_mut(key) else {
                     return;
                 };
-                match socket::read(e.session.upstream.as_raw_fd(), buf) {
+                let Some(upstream) = e.session.upstream() else {
+                    return;
+                };
+                match socket::read(upstream, buf) {
                     Ok(n) => {
                         let data = &buf[..n];
                         e.last_active = Instant::now();
@@ -554,12 +483,12 @@ impl Relay {
                         // Counted as received from the server before it is
                         // passed on, so a client that has its reply never
                         // sees statistics without it.
-                        PairCounters::add(&e.session.counters.from_server, n);
+                        PairCounters::add(&e.session.lease.pair().counters.from_server, n);
                         if let Some(f) = e.session.filter.as_mut() {
                             f.server_data(data);
                         }
                         if let Err(err) = reply(
-                            self.listener.as_raw_fd(),
+                            self.listener.as_fd(),
                             &e.client,
                             e.session.local.as_ref(),
                             data,
@@ -599,29 +528,31 @@ impl Relay {
         let client = e.client;
         let s = &mut e.session;
         let now = sys::now_unix();
-        let next = {
+        let (old, next) = {
             let mut b = self.shared.lock();
-            settle(&mut b, s);
-            if let Some(c) = b.conns.get_mut(s.conn_id) {
-                c.state = state::CONNECTING;
-                c.server_fd = -1;
-            }
+            let (failed, old) = s.lease.disconnect(&mut b);
             let refused = io::Error::from_raw_os_error(libc::ECONNREFUSED);
-            b.connect_failed(s.target, &refused, now);
-            s.attempt.failover(&mut b, now)
+            let next =
+                failed.and_then(|t| s.lease.fail_over(&mut b, &mut s.attempt, t, &refused, now));
+            (old, next)
         };
         // The slot no longer names the old socket, so it may close now.
-        s.target = Target::None;
-        match connect_upstream(&self.shared, &mut s.attempt, s.conn_id, &client, next) {
-            Some((t, fd)) => {
-                s.target = t;
-                s.upstream = fd;
+        drop(old);
+        let moved = upstream::connect_with_failover(
+            &mut s.lease,
+            &mut s.attempt,
+            next,
+            &self.shared.admission,
+            |_, t| t,
+        );
+        match moved {
+            Some(t) => {
                 logging::debug(2, || {
                     format!("UDP session for {client} moved to server {}", t.code())
                 });
-                if let Some(d) = s.unanswered.as_deref() {
+                if let (Some(d), Some(upstream)) = (s.unanswered.as_deref(), s.upstream()) {
                     // Counted when it was first read from the client.
-                    if let Err(err) = socket::write(s.upstream.as_raw_fd(), d) {
+                    if let Err(err) = socket::write(upstream, d) {
                         logging::debug(2, || format!("UDP: resend for {client} failed: {err}"));
                     }
                 }
@@ -630,30 +561,23 @@ impl Relay {
         }
     }
 
-    /// Ends a session: frees its connection slot, moves its counters into
-    /// the totals, closes its upstream socket.
+    /// Ends a session: its lease frees the connection slot and moves its
+    /// counters into the totals, then its upstream socket closes.
     fn close(&mut self, key: usize, why: Ended) {
         let Some(e) = self.sessions.remove(key) else {
             return;
         };
-        {
-            let mut b = self.shared.lock();
-            settle(&mut b, &e.session);
-            b.conns.remove(e.session.conn_id);
-        }
+        drop(e.session);
         logging::debug(2, || {
             format!("UDP session for {} ended ({why:?})", e.client)
         });
-        // The upstream socket closes here, after the slot is gone, so
-        // `close N` never shuts down a reused descriptor number.
-        drop(e);
     }
 }
 
 /// Sends a reply from the listening socket `fd`, from the address the
 /// client wrote to; if that address is gone, lets the kernel choose.
 fn reply(
-    fd: RawFd,
+    fd: BorrowedFd<'_>,
     client: &SocketAddr,
     local: Option<&LocalAddr>,
     data: &[u8],

@@ -1,7 +1,7 @@
 //! The control port (`-C`, `man/penctl.1`): one command per connection,
 //! served on its own short-lived thread with a deadline.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::Origin;
@@ -53,7 +53,7 @@ pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
             Ok(_) => {}
             Err(_) => return,
         }
-        match sys::socket::read(fd.as_raw_fd(), &mut chunk) {
+        match sys::socket::read(fd.as_fd(), &mut chunk) {
             Ok(0) => break,
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
@@ -69,7 +69,7 @@ pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
     let mut rest = reply.as_bytes();
     while !rest.is_empty() {
         let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
-        match sys::socket::write(fd.as_raw_fd(), rest) {
+        match sys::socket::write(fd.as_fd(), rest) {
             Ok(n) => rest = &rest[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if sys::poll::wait_one(fd.as_raw_fd(), sys::poll::OUT, Some(left)).unwrap_or(0) == 0

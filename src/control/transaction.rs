@@ -369,10 +369,7 @@ impl Drop for PendingFile {
 fn close_connection(shared: &Shared, n: usize) {
     let b = shared.lock();
     if let Some(c) = b.conns.get(n) {
-        crate::sys::socket::shutdown(c.client_fd, crate::sys::socket::Shutdown::Both);
-        if c.server_fd >= 0 {
-            crate::sys::socket::shutdown(c.server_fd, crate::sys::socket::Shutdown::Both);
-        }
+        c.pair.shut_down();
     }
 }
 

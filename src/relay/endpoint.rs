@@ -9,7 +9,7 @@
 //! cannot see ([`Endpoint::pending`]).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use crate::sys::poll;
 use crate::sys::socket::{self, Shutdown};
@@ -163,7 +163,7 @@ impl<'a> Endpoint<'a> {
 
     pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.transport {
-            Transport::Socket(fd) => socket::read(fd.as_raw_fd(), buf),
+            Transport::Socket(fd) => socket::read(*fd, buf),
             Transport::Tls(stream) => {
                 let result = TlsIo::read(&mut **stream, buf);
                 if matches!(&result, Err(e) if would_block(e)) {
@@ -176,7 +176,7 @@ impl<'a> Endpoint<'a> {
 
     pub(super) fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.transport {
-            Transport::Socket(fd) => socket::write(fd.as_raw_fd(), buf),
+            Transport::Socket(fd) => socket::write(*fd, buf),
             Transport::Tls(stream) => {
                 let result = TlsIo::write(&mut **stream, buf);
                 if matches!(&result, Err(e) if would_block(e)) {
@@ -209,7 +209,7 @@ impl<'a> Endpoint<'a> {
                 }
             }
         }
-        socket::shutdown(self.fd().as_raw_fd(), Shutdown::Write);
+        socket::shutdown(self.fd(), Shutdown::Write);
         Ok(())
     }
 }

@@ -4,9 +4,15 @@
 //! self-pipe.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 
+/// The self-pipe's write end, kept open for the rest of the process, so the
+/// number in [`WAKE_FD`] always names it.
+static WAKE: OnceLock<Arc<OwnedFd>> = OnceLock::new();
+/// [`WAKE`]'s descriptor as the handler reads it (a plain atomic load is
+/// async-signal-safe); -1 until [`install`].
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 static PENDING: AtomicU32 = AtomicU32::new(0);
 
@@ -49,7 +55,29 @@ impl SignalSet {
     }
 }
 
+/// The calling thread's `errno`, put back when dropped.
+struct SavedErrno(libc::c_int);
+
+impl SavedErrno {
+    fn save() -> SavedErrno {
+        // SAFETY: __errno_location returns the calling thread's errno slot,
+        // valid for the thread's life; reading it is async-signal-safe.
+        SavedErrno(unsafe { *libc::__errno_location() })
+    }
+}
+
+impl Drop for SavedErrno {
+    fn drop(&mut self) {
+        // SAFETY: as in `save`: the calling thread's own errno slot.
+        unsafe { *libc::__errno_location() = self.0 };
+    }
+}
+
 extern "C" fn on_signal(sig: libc::c_int) {
+    // The handler interrupts a thread anywhere, possibly between a failed
+    // call and its read of errno; the write(2) below must not change what
+    // that thread reads.
+    let _errno = SavedErrno::save();
     for s in Signal::ALL {
         if s.number() == sig {
             PENDING.fetch_or(s.bit(), Ordering::SeqCst);
@@ -61,10 +89,13 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-/// Installs the handlers; `wake_fd` is the write end of the acceptor's
-/// self-pipe. Handlers are installed without SA_RESTART so poll() returns.
-pub fn install(wake_fd: RawFd) -> io::Result<()> {
-    WAKE_FD.store(wake_fd, Ordering::SeqCst);
+/// Installs the handlers; `wake` is the write end of the acceptor's
+/// self-pipe, which this module keeps open from now on (the first one given,
+/// if called again). Handlers are installed without SA_RESTART so poll()
+/// returns.
+pub fn install(wake: Arc<OwnedFd>) -> io::Result<()> {
+    let wake = WAKE.get_or_init(|| wake);
+    WAKE_FD.store(wake.as_raw_fd(), Ordering::SeqCst);
     Signal::ALL.into_iter().try_for_each(set_handler)
 }
 
@@ -94,8 +125,17 @@ pub fn take_pending() -> SignalSet {
 mod tests {
     use super::*;
 
+    /// The tests share the process's pending set: one at a time.
+    static PENDING_SET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+        PENDING_SET.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     #[test]
     fn a_raised_signal_is_pending_once() {
+        let _one = one_at_a_time();
+        take_pending();
         install_only(&[Signal::Usr1]).unwrap();
         // SAFETY: raise sends SIGUSR1 to this thread; its handler, just
         // installed, only sets an atomic bit (no wake descriptor is set).
@@ -104,5 +144,41 @@ mod tests {
         assert!(pending.contains(Signal::Usr1));
         assert!(!pending.contains(Signal::Hup));
         assert!(take_pending().is_empty());
+    }
+
+    fn errno() -> libc::c_int {
+        // SAFETY: the calling thread's own errno slot.
+        unsafe { *libc::__errno_location() }
+    }
+
+    fn set_errno(value: libc::c_int) {
+        // SAFETY: the calling thread's own errno slot.
+        unsafe { *libc::__errno_location() = value };
+    }
+
+    #[test]
+    fn saved_errno_is_put_back() {
+        set_errno(libc::EINTR);
+        {
+            let _saved = SavedErrno::save();
+            // A failing call, as the handler's write(2) can be.
+            // SAFETY: closing -1 only fails with EBADF.
+            assert_eq!(unsafe { libc::close(-1) }, -1);
+            assert_eq!(errno(), libc::EBADF);
+        }
+        assert_eq!(errno(), libc::EINTR);
+    }
+
+    #[test]
+    fn the_handler_leaves_errno_alone() {
+        let _one = one_at_a_time();
+        // No handler is installed in the unit tests; point the wake-up at a
+        // number that is certainly not open, so the handler's write fails.
+        WAKE_FD.store(i32::MAX, Ordering::SeqCst);
+        set_errno(libc::EAGAIN);
+        on_signal(libc::SIGUSR1);
+        assert_eq!(errno(), libc::EAGAIN);
+        WAKE_FD.store(-1, Ordering::SeqCst);
+        assert!(take_pending().contains(Signal::Usr1));
     }
 }

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -145,15 +145,16 @@ fn family_of(addr: &SocketAddr) -> libc::c_int {
 
 /// Sets an integer socket option.
 pub fn set_int_option(
-    fd: RawFd,
+    fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
     value: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: passes a pointer to a live c_int and its size.
+    // SAFETY: passes a pointer to a live c_int and its size; `fd` is
+    // borrowed, so it stays open for the call.
     unsafe {
         syscall!(setsockopt(
-            fd,
+            fd.as_raw_fd(),
             level,
             name,
             (&value as *const libc::c_int).cast(),
@@ -163,7 +164,7 @@ pub fn set_int_option(
     Ok(())
 }
 
-pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
     set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
 }
 
@@ -187,15 +188,15 @@ pub fn bind_inet(
         Kind::Datagram => libc::SOCK_DGRAM,
     };
     let sock = new_socket(family_of(addr), ty)?;
-    let fd = sock.as_raw_fd();
-    set_int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    set_int_option(sock.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
     if reuse_port {
-        set_int_option(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        set_int_option(sock.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
     }
     if kind == Kind::Stream {
         // pen sets SO_KEEPALIVE on listeners; Linux passes it on to accepted sockets.
-        set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+        set_int_option(sock.as_fd(), libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
     }
+    let fd = sock.as_raw_fd();
     let (sa, len) = sockaddr_from(addr);
     // SAFETY: sa/len describe a valid sockaddr for this family.
     unsafe { syscall!(bind(fd, (&sa as *const libc::sockaddr_storage).cast(), len))? };
@@ -221,14 +222,14 @@ pub fn listen_unix(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
 }
 
 /// Accepts one connection in non-blocking, close-on-exec mode.
-pub fn accept(listener: RawFd) -> io::Result<(OwnedFd, PeerAddr)> {
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, PeerAddr)> {
     // SAFETY: sockaddr_storage is plain old data.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: storage/len are a valid out-buffer for the peer address.
     let fd = unsafe {
         syscall!(accept4(
-            listener,
+            listener.as_raw_fd(),
             (&mut storage as *mut libc::sockaddr_storage).cast(),
             &mut len,
             libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC
@@ -301,16 +302,16 @@ pub fn connect_inet(
     timeout: Duration,
 ) -> io::Result<OwnedFd> {
     let sock = new_socket(family_of(addr), libc::SOCK_STREAM)?;
-    let fd = sock.as_raw_fd();
     if opts.keepalive {
-        set_int_option(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
+        set_int_option(sock.as_fd(), libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1)?;
     }
     if opts.nodelay {
-        set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
+        set_int_option(sock.as_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)?;
     }
     if opts.transparent {
-        set_int_option(fd, libc::SOL_IP, libc::IP_TRANSPARENT, 1)?;
+        set_int_option(sock.as_fd(), libc::SOL_IP, libc::IP_TRANSPARENT, 1)?;
     }
+    let fd = sock.as_raw_fd();
     if let Some(ip) = opts.bind {
         let (sa, len) = sockaddr_from(&SocketAddr::new(ip, 0));
         // SAFETY: sa/len describe a valid sockaddr.
@@ -362,35 +363,44 @@ pub enum Shutdown {
 }
 
 /// shutdown(2); errors (e.g. ENOTCONN after a reset) are ignored.
-pub fn shutdown(fd: RawFd, how: Shutdown) {
+pub fn shutdown(fd: BorrowedFd<'_>, how: Shutdown) {
     let how = match how {
         Shutdown::Write => libc::SHUT_WR,
         Shutdown::Both => libc::SHUT_RDWR,
     };
-    // SAFETY: shutdown on a descriptor the caller keeps open.
+    // SAFETY: `fd` is borrowed, so it is open for the call.
     unsafe {
-        libc::shutdown(fd, how);
+        libc::shutdown(fd.as_raw_fd(), how);
     }
 }
 
 /// read(2) into `buf`.
-pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is a live mutable slice of the given length.
-    let n = unsafe { syscall!(read(fd, buf.as_mut_ptr().cast(), buf.len()))? };
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live mutable slice of the given length; `fd` is
+    // borrowed, so it is open for the call.
+    let n = unsafe { syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()))? };
     Ok(n as usize)
 }
 
 /// send(2) with MSG_NOSIGNAL, so a reset peer gives EPIPE, not SIGPIPE.
-pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: buf is a live slice of the given length.
-    let n = unsafe { syscall!(send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL))? };
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live slice of the given length; `fd` is borrowed, so
+    // it is open for the call.
+    let n = unsafe {
+        syscall!(send(
+            fd.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_NOSIGNAL
+        ))?
+    };
     Ok(n as usize)
 }
 
 /// Checks that IP_TRANSPARENT may be set (it needs CAP_NET_ADMIN).
 pub fn probe_transparent() -> io::Result<()> {
     let sock = new_socket(libc::AF_INET, libc::SOCK_STREAM)?;
-    set_int_option(sock.as_raw_fd(), libc::SOL_IP, libc::IP_TRANSPARENT, 1)
+    set_int_option(sock.as_fd(), libc::SOL_IP, libc::IP_TRANSPARENT, 1)
 }
 
 /// A connected pair of Unix stream sockets, non-blocking and close-on-exec

@@ -6,7 +6,7 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::socket::{peer_from, set_int_option, sockaddr_from, PeerAddr};
 
@@ -54,7 +54,7 @@ fn inet_from(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
 /// Asks the kernel to report each datagram's destination address on the
 /// listener `fd` of the given family (`ipv6` for an AF_INET6 socket, which
 /// then reports IPv4 clients' destinations as IPv4-mapped addresses).
-pub fn enable_pktinfo(fd: RawFd, ipv6: bool) -> io::Result<()> {
+pub fn enable_pktinfo(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
     if ipv6 {
         set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO, 1)
     } else {
@@ -64,7 +64,7 @@ pub fn enable_pktinfo(fd: RawFd, ipv6: bool) -> io::Result<()> {
 
 /// Receives one datagram from the non-blocking socket `fd` with its sender
 /// and, if enabled, its destination address.
-pub fn recv_from(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
+pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     let mut name: libc::sockaddr_storage = unsafe { zeroed() };
     let mut control: ControlBuf = [0; 8];
@@ -81,8 +81,8 @@ pub fn recv_from(fd: RawFd, buf: &mut [u8]) -> io::Result<Received> {
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = size_of::<ControlBuf>() as _;
     // SAFETY: every pointer in msg refers to a live local (name, iov ->
-    // buf, control) with the length given next to it.
-    let n = unsafe { syscall!(recvmsg(fd, &mut msg, 0))? } as usize;
+    // buf, control) with the length given next to it; `fd` is borrowed.
+    let n = unsafe { syscall!(recvmsg(fd.as_raw_fd(), &mut msg, 0))? } as usize;
     let peer = inet_from(&name).ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidData, "datagram from a non-IP address")
     })?;
@@ -129,7 +129,7 @@ fn is_link_local(ip: &Ipv6Addr) -> bool {
 /// Sends `buf` as one datagram from the unconnected socket `fd` to `peer`,
 /// from the address `local` if given (else the kernel picks the source).
 pub fn send_to(
-    fd: RawFd,
+    fd: BorrowedFd<'_>,
     buf: &[u8],
     peer: &SocketAddr,
     local: Option<&LocalAddr>,
@@ -197,8 +197,8 @@ pub fn send_to(
         }
     }
     // SAFETY: every pointer in msg refers to a live local (name, iov -> buf,
-    // control) with the length given next to it.
-    let n = unsafe { syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL))? };
+    // control) with the length given next to it; `fd` is borrowed.
+    let n = unsafe { syscall!(sendmsg(fd.as_raw_fd(), &msg, libc::MSG_NOSIGNAL))? };
     Ok(n as usize)
 }
 
@@ -227,7 +227,7 @@ pub fn connect(
     // SAFETY: socket succeeded; we are the only owner of the new descriptor.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
     if transparent {
-        set_int_option(fd, libc::SOL_IP, libc::IP_TRANSPARENT, 1)?;
+        set_int_option(sock.as_fd(), libc::SOL_IP, libc::IP_TRANSPARENT, 1)?;
     }
     if let Some(ip) = bind {
         let (sa, len) = sockaddr_from(&SocketAddr::new(ip, 0));
@@ -251,13 +251,12 @@ pub fn connect(
 mod tests {
     use super::*;
     use std::net::UdpSocket;
-    use std::os::fd::AsRawFd;
 
     #[test]
     fn pktinfo_reports_the_destination_of_a_wildcard_listener() {
         let listener = UdpSocket::bind("0.0.0.0:0").unwrap();
         listener.set_nonblocking(true).unwrap();
-        enable_pktinfo(listener.as_raw_fd(), false).unwrap();
+        enable_pktinfo(listener.as_fd(), false).unwrap();
         let port = listener.local_addr().unwrap().port();
         let client = UdpSocket::bind("127.0.0.3:0").unwrap();
         client
@@ -268,7 +267,7 @@ mod tests {
         let mut buf = [0u8; 64];
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let got = loop {
-            match recv_from(listener.as_raw_fd(), &mut buf) {
+            match recv_from(listener.as_fd(), &mut buf) {
                 Ok(r) => break r,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     assert!(std::time::Instant::now() < deadline);
@@ -283,7 +282,7 @@ mod tests {
         let local = got.local.unwrap();
         assert_eq!(local.ip, "127.0.0.9".parse::<IpAddr>().unwrap());
         // The reply leaves from 127.0.0.9: the connected client accepts it.
-        send_to(listener.as_raw_fd(), b"pong", &got.peer, Some(&local)).unwrap();
+        send_to(listener.as_fd(), b"pong", &got.peer, Some(&local)).unwrap();
         let n = client.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"pong");
     }
@@ -296,7 +295,7 @@ mod tests {
             .send_to(b"0123456789", listener.local_addr().unwrap())
             .unwrap();
         let mut buf = [0u8; 4];
-        let got = recv_from(listener.as_raw_fd(), &mut buf).unwrap();
+        let got = recv_from(listener.as_fd(), &mut buf).unwrap();
         assert_eq!(got.len, 4);
         assert!(got.truncated);
         assert_eq!(got.local, None);
@@ -308,7 +307,7 @@ mod tests {
         let addr = gone.local_addr().unwrap();
         drop(gone);
         let s = connect(&addr, None, false).unwrap();
-        super::super::socket::write(s.as_raw_fd(), b"x").unwrap();
+        super::super::socket::write(s.as_fd(), b"x").unwrap();
         let revents = super::super::poll::wait_one(
             s.as_raw_fd(),
             super::super::poll::IN,
@@ -317,7 +316,7 @@ mod tests {
         .unwrap();
         assert_ne!(revents & super::super::poll::ERR, 0);
         let mut buf = [0u8; 8];
-        let e = super::super::socket::read(s.as_raw_fd(), &mut buf).unwrap_err();
+        let e = super::super::socket::read(s.as_fd(), &mut buf).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED));
     }
 
@@ -328,7 +327,7 @@ mod tests {
         // empty datagram for UDP.
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         let s = connect(&peer.local_addr().unwrap(), None, false).unwrap();
-        super::super::socket::shutdown(s.as_raw_fd(), super::super::socket::Shutdown::Both);
+        super::super::socket::shutdown(s.as_fd(), super::super::socket::Shutdown::Both);
         let revents = super::super::poll::wait_one(
             s.as_raw_fd(),
             super::super::poll::IN,
@@ -337,7 +336,7 @@ mod tests {
         .unwrap();
         assert_ne!(revents & super::super::poll::HUP, 0);
         let mut buf = [0u8; 8];
-        let e = super::super::socket::read(s.as_raw_fd(), &mut buf).unwrap_err();
+        let e = super::super::socket::read(s.as_fd(), &mut buf).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
 }
