@@ -272,3 +272,74 @@ mod tests {
         assert_eq!(c, d);
     }
 }
+
+#[cfg(test)]
+mod clock_tests {
+    //! Tracking (`-T`) and least-recently-used recycling (`-c`, man/pen.1)
+    //! count whole seconds of pen's clock; these tests give that clock as
+    //! `now` instead of waiting for it. The one end-to-end test of the
+    //! tracking timer is tests/selection.rs, `tracking_time_forgets_clients`.
+    use super::*;
+
+    fn peer(s: &str) -> PeerAddr {
+        PeerAddr::Inet(s.parse().unwrap())
+    }
+
+    /// A table with client 127.0.0.1 seen at second 1000 and sent to server 1.
+    fn seen_at_1000(tracking: i64) -> ClientTable {
+        let mut t = ClientTable::new(10);
+        let i = t.store(&peer("127.0.0.1:1"), 1000, tracking);
+        t.get_mut(i).unwrap().server = Target::Backend(1);
+        t
+    }
+
+    #[test]
+    fn a_client_is_remembered_for_exactly_the_tracking_time() {
+        // -T 2: still known two seconds later...
+        let mut t = seen_at_1000(2);
+        let i = t.store(&peer("127.0.0.1:2"), 1002, 2);
+        assert_eq!(t.get(i).unwrap().server, Target::Backend(1));
+        assert_eq!(t.get(i).unwrap().connects, 2);
+        // ...forgotten in the third.
+        let mut t = seen_at_1000(2);
+        let i = t.store(&peer("127.0.0.1:2"), 1003, 2);
+        assert_eq!(t.get(i).unwrap().server, Target::None);
+        assert_eq!(t.get(i).unwrap().connects, 1);
+    }
+
+    #[test]
+    fn each_connection_starts_the_tracking_time_again() {
+        let mut t = seen_at_1000(2);
+        for now in [1002, 1004, 1006] {
+            let i = t.store(&peer("127.0.0.1:3"), now, 2);
+            assert_eq!(t.get(i).unwrap().server, Target::Backend(1), "at {now}");
+        }
+    }
+
+    #[test]
+    fn without_tracking_time_a_client_is_never_forgotten() {
+        let mut t = seen_at_1000(0);
+        let i = t.store(&peer("127.0.0.1:4"), 1_000_000, 0);
+        assert_eq!(t.get(i).unwrap().server, Target::Backend(1));
+    }
+
+    #[test]
+    fn a_forgotten_client_frees_its_slot_for_a_new_one() {
+        let mut t = seen_at_1000(2);
+        t.store(&peer("127.0.0.2:1"), 1001, 2);
+        // .1 expired at 1003, .2 not yet: .3 takes .1's slot.
+        assert_eq!(t.store(&peer("127.0.0.3:1"), 1003, 2), 0);
+    }
+
+    #[test]
+    fn a_full_table_recycles_the_least_recently_seen_client() {
+        // -c 2: .1 and .2 at 1000, .1 again at 1001; .3 replaces .2, the
+        // least recently seen, although .1 has the lower slot.
+        let mut t = ClientTable::new(2);
+        let one = t.store(&peer("127.0.0.1:1"), 1000, 0);
+        let two = t.store(&peer("127.0.0.2:1"), 1000, 0);
+        assert_eq!(t.store(&peer("127.0.0.1:1"), 1001, 0), one);
+        assert_eq!(t.store(&peer("127.0.0.3:1"), 1001, 0), two);
+        assert_eq!(t.store(&peer("127.0.0.1:1"), 1001, 0), one);
+    }
+}

@@ -148,3 +148,51 @@ impl ServerTable {
         slot.acl = acl;
     }
 }
+
+#[cfg(test)]
+mod clock_tests {
+    //! Blacklisting (`-b`, man/pen.1) counts whole seconds of pen's clock;
+    //! these tests give that clock as `now` instead of waiting for it. The
+    //! one end-to-end test of the timer is tests/selection.rs,
+    //! `blacklisting_expires`.
+    use super::*;
+
+    fn failed_at(second: i64) -> Backend {
+        Backend {
+            failed_at: second,
+            ..Backend::unset()
+        }
+    }
+
+    #[test]
+    fn blacklisting_lasts_exactly_the_blacklist_time() {
+        let s = failed_at(1000);
+        // -b 1: only the second of the failure.
+        assert!(s.is_blacklisted(1000, 1));
+        assert!(!s.is_blacklisted(1001, 1));
+        // -b 30, the default: up to and including second 1029.
+        assert!(s.is_blacklisted(1029, 30));
+        assert!(!s.is_blacklisted(1030, 30));
+    }
+
+    #[test]
+    fn blacklisted_until_is_the_first_second_in_service_again() {
+        let s = failed_at(1000);
+        assert_eq!(s.blacklisted_until(1000, 1), Some(1001));
+        assert_eq!(s.blacklisted_until(1001, 1), None);
+        assert_eq!(s.blacklisted_until(1015, 30), Some(1030));
+        assert_eq!(s.blacklisted_until(1030, 30), None);
+    }
+
+    #[test]
+    fn zero_blacklist_time_never_blacklists() {
+        assert!(!failed_at(1000).is_blacklisted(1000, 0));
+        assert_eq!(failed_at(1000).blacklisted_until(1000, 0), None);
+    }
+
+    #[test]
+    fn a_server_that_never_failed_is_in_service() {
+        // failed_at 0 is the epoch, long past on any real clock.
+        assert!(!Backend::unset().is_blacklisted(1_700_000_000, 30));
+    }
+}

@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
 
 #[test]
 fn abuse_server_gets_clients_denied_by_client_acl() {
@@ -100,7 +99,7 @@ fn control_acl_rejects_without_reply() {
     );
     wait_for_port(cport);
     let mut s = TcpStream::connect(local(cport)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
     s.write_all(b"mode\n").unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);

@@ -2,104 +2,16 @@
 //! files in a private temporary directory, UDP on loopback only (distinct
 //! 127.0.0.x addresses play pen and the web servers).
 
+mod common;
+use common::*;
+
 use std::fs;
-use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::thread::sleep;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const MERGELOGS: &str = env!("CARGO_BIN_EXE_mergelogs");
-const PENLOG: &str = env!("CARGO_BIN_EXE_penlog");
-const PENLOGD: &str = env!("CARGO_BIN_EXE_penlogd");
-
-/// Upper bound for anything we wait for.
-const DEADLINE: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(20);
-
-/// A directory removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("pen-companions-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str, content: &str) -> PathBuf {
-        let path = self.0.join(name);
-        fs::write(&path, content).unwrap();
-        path
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A spawned child killed (by its own handle) when the test ends.
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A daemon known only by its PID (it is not our direct child); killed by
-/// that PID when the test ends if still alive.
-struct PidGuard(u32);
-
-impl Drop for PidGuard {
-    fn drop(&mut self) {
-        if process_alive(self.0) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .status();
-        }
-    }
-}
-
-fn process_alive(pid: u32) -> bool {
-    // A zombie still has a /proc entry; its state is Z.
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !condition() {
-        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
-        sleep(POLL);
-    }
-}
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
+/// The lines a program wrote to stdout.
 fn stdout_lines(output: &Output) -> Vec<String> {
     String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -107,19 +19,13 @@ fn stdout_lines(output: &Output) -> Vec<String> {
         .collect()
 }
 
+/// What a program wrote to stderr.
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-/// A UDP port on 127.0.0.1 that was free a moment ago.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// Runs `program ARGS` and checks it fails as a usage error: exit 2, two
+/// lines on stderr (the problem, naming `expected`; the --help hint).
 fn assert_usage_error(program: &str, name: &str, args: &[&str], expected: &str) {
     let out = run(program, args);
     let err = stderr(&out);
@@ -135,6 +41,7 @@ fn assert_usage_error(program: &str, name: &str, args: &[&str], expected: &str) 
     );
 }
 
+/// Checks `--help` and `--version` of `program` (called `name`).
 fn assert_help_and_version(program: &str, name: &str) {
     let help = run(program, &["--help"]);
     assert_eq!(help.status.code(), Some(0));
@@ -165,15 +72,13 @@ this is not a pen log line
 
 /// `penlogd -f -a ADDR -l LOG PORT`, killed when the guard drops.
 fn foreground_penlogd(addr: &str, log: &Path, port: u16) -> ChildGuard {
-    ChildGuard(
+    ChildGuard::spawn(
         Command::new(PENLOGD)
             .args(["-f", "-a", addr, "-l"])
             .arg(log)
             .arg(port.to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stdout(Stdio::null()),
     )
 }
 
@@ -292,7 +197,7 @@ fn mergelogs_command_line_errors() {
     assert_help_and_version(MERGELOGS, "mergelogs");
 
     let dir = TempDir::new("mergeerr");
-    let missing = dir.path("missing.log");
+    let missing = dir.join("missing.log");
     let out = run(MERGELOGS, &["-p", missing.to_str().unwrap(), "a:b"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&format!("cannot open pen log '{}'", missing.display())));
@@ -322,16 +227,12 @@ fn penlog_sends_lines_and_splits_long_ones() {
     let port = receiver.local_addr().unwrap().port().to_string();
     let long_line = "L".repeat(1500);
     let input = format!("first line\n{long_line}\nlast line without newline");
-    let mut child = ChildGuard(
-        Command::new(PENLOG)
-            .args(["127.0.0.1", &port, "127.0.0.5"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let out = run_command(
+        Command::new(PENLOG).args(["127.0.0.1", &port, "127.0.0.5"]),
+        input.into_bytes(),
+        DEADLINE,
     );
-    let mut stdin = child.0.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let mut datagrams = Vec::new();
     let mut buf = [0u8; 4096];
     // Bounded: stray datagrams (another test's probe that picked the same
@@ -350,7 +251,6 @@ fn penlog_sends_lines_and_splits_long_ones() {
         }
     }
     assert_eq!(datagrams.len(), 4);
-    assert_eq!(child.0.wait().unwrap().code(), Some(0));
     assert_eq!(datagrams[0], b"first line\n");
     assert_eq!(datagrams[1], long_line.as_bytes()[..1023].to_vec());
     assert_eq!(
@@ -412,18 +312,15 @@ fn penlogd_command_line_errors() {
 /// sent before.
 fn sync_with_penlogd(prober: &UdpSocket, penlogd: SocketAddr, log: &Path, tag: &str) {
     let line = format!("probe - - [26/Nov/2026:09:00:00 +0000] \"SYNC {tag}\" 0 0\n");
-    let start = Instant::now();
-    loop {
-        prober.send_to(line.as_bytes(), penlogd).unwrap();
-        let deadline = Instant::now() + Duration::from_millis(250);
-        while Instant::now() < deadline {
-            if fs::read_to_string(log).unwrap_or_default().contains(&line) {
-                return;
-            }
-            sleep(POLL);
+    // Sent again now and then: penlogd may not be listening yet.
+    let mut sent: Option<Instant> = None;
+    wait_until(DEADLINE, &format!("penlogd to log {tag}"), || {
+        if sent.is_none_or(|at| at.elapsed() >= Duration::from_millis(250)) {
+            prober.send_to(line.as_bytes(), penlogd).unwrap();
+            sent = Some(Instant::now());
         }
-        assert!(start.elapsed() < DEADLINE, "penlogd never logged {tag}");
-    }
+        fs::read_to_string(log).unwrap_or_default().contains(&line)
+    });
 }
 
 /// The log without the probe lines.
@@ -436,25 +333,21 @@ fn logged_lines(log: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Runs `penlog SERVER PORT MY_IP` with `input`; it must succeed.
 fn penlog(server: &str, port: u16, my_ip: &str, input: &str) {
-    let mut child = ChildGuard(
-        Command::new(PENLOG)
-            .args([server, &port.to_string(), my_ip])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let out = run_command(
+        Command::new(PENLOG).args([server, &port.to_string(), my_ip]),
+        input.as_bytes().to_vec(),
+        DEADLINE,
     );
-    let mut stdin = child.0.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    drop(stdin);
-    assert_eq!(child.0.wait().unwrap().code(), Some(0));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
 
 #[test]
 fn penlog_to_penlogd_substitutes_the_real_client() {
     let dir = TempDir::new("penlogd");
-    let log = dir.path("access.log");
-    let port = free_udp_port();
+    let log = dir.join("access.log");
+    let port = free_udp_port("127.0.0.1");
     let _daemon = foreground_penlogd("127.0.0.1", &log, port);
     let penlogd: SocketAddr = ([127, 0, 0, 1], port).into();
     let pen = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -519,7 +412,7 @@ fn penlogd_over_ipv6() {
     let port = probe_v6.local_addr().unwrap().port();
     drop(probe_v6);
     let dir = TempDir::new("penlogd6");
-    let log = dir.path("access.log");
+    let log = dir.join("access.log");
     let _daemon = foreground_penlogd("::1", &log, port);
     let penlogd = SocketAddr::new("::1".parse().unwrap(), port);
     let pen = UdpSocket::bind("[::1]:0").unwrap();
@@ -544,49 +437,33 @@ fn penlogd_over_ipv6() {
 #[test]
 fn penlogd_reopens_its_log_on_hup() {
     let dir = TempDir::new("hup");
-    let log = dir.path("access.log");
-    let rotated = dir.path("access.log.1");
-    let port = free_udp_port();
+    let log = dir.join("access.log");
+    let rotated = dir.join("access.log.1");
+    let port = free_udp_port("127.0.0.1");
     let daemon = foreground_penlogd("127.0.0.1", &log, port);
     let penlogd: SocketAddr = ([127, 0, 0, 1], port).into();
     let prober = UdpSocket::bind("127.0.0.9:0").unwrap();
     sync_with_penlogd(&prober, penlogd, &log, "before");
     fs::rename(&log, &rotated).unwrap();
-    let pid = daemon.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap()
-        .success());
+    send_signal(daemon.pid(), "HUP");
     sync_with_penlogd(&prober, penlogd, &log, "after");
     assert!(fs::read_to_string(&rotated)
         .unwrap()
         .contains("SYNC before"));
     assert!(!fs::read_to_string(&log).unwrap().contains("SYNC before"));
     // TERM: clean exit 0.
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    send_signal(daemon.pid(), "TERM");
     let mut daemon = daemon;
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = daemon.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < DEADLINE, "penlogd ignored SIGTERM");
-        sleep(POLL);
-    };
+    let status = daemon.wait_exit(DEADLINE, "penlogd after SIGTERM");
     assert_eq!(status.code(), Some(0));
 }
 
 #[test]
 fn penlogd_daemon_mode_writes_and_removes_its_pid_file() {
     let dir = TempDir::new("daemon");
-    let log = dir.path("access.log");
-    let pid_path = dir.path("penlogd.pid");
-    let port = free_udp_port();
+    let log = dir.join("access.log");
+    let pid_path = dir.join("penlogd.pid");
+    let port = free_udp_port("127.0.0.1");
     // Without -f the command returns once the daemon is ready.
     let out = run(
         PENLOGD,
@@ -604,20 +481,16 @@ fn penlogd_daemon_mode_writes_and_removes_its_pid_file() {
     let pid_text = fs::read_to_string(&pid_path).unwrap();
     assert!(!pid_text.ends_with('\n'), "pid file has a newline");
     let pid: u32 = pid_text.parse().unwrap();
-    let _guard = PidGuard(pid);
+    let _guard = DaemonGuard(pid);
     assert!(process_alive(pid));
 
     let penlogd: SocketAddr = ([127, 0, 0, 1], port).into();
     let prober = UdpSocket::bind("127.0.0.9:0").unwrap();
     sync_with_penlogd(&prober, penlogd, &log, "daemon");
 
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
-    wait_until("the pid file to disappear", || !pid_path.exists());
-    wait_until("penlogd to exit", || !process_alive(pid));
+    send_signal(pid, "TERM");
+    wait_until(DEADLINE, "the pid file to disappear", || !pid_path.exists());
+    wait_gone(pid);
 }
 
 #[test]
@@ -626,7 +499,7 @@ fn penlogd_reports_start_up_errors_before_returning() {
     // Port in use: found before detaching.
     let busy = UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().port().to_string();
-    let pid_path = dir.path("p.pid");
+    let pid_path = dir.join("p.pid");
     let out = run(
         PENLOGD,
         &["-a", "127.0.0.1", "-p", pid_path.to_str().unwrap(), &port],
@@ -641,8 +514,8 @@ fn penlogd_reports_start_up_errors_before_returning() {
     drop(busy);
 
     // Unwritable pid file: found by the detached process and relayed.
-    let bad_pid = dir.path("no-such-dir").join("p.pid");
-    let port = free_udp_port().to_string();
+    let bad_pid = dir.join("no-such-dir").join("p.pid");
+    let port = free_udp_port("127.0.0.1").to_string();
     let out = run(
         PENLOGD,
         &["-a", "127.0.0.1", "-p", bad_pid.to_str().unwrap(), &port],

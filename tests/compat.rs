@@ -6,43 +6,23 @@
 
 mod common;
 use common::*;
-use std::process::{Child, Command, Stdio};
 
 const DEBIAN_PEN: &str = "/usr/bin/pen";
-
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(binary: &str, port: u16, args: &[String]) -> Running {
-    let child = Command::new(binary)
-        .arg("-f")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let r = Running(child);
-    wait_for_port(port);
-    r
-}
 
 /// Runs `clients` (source addresses, in order) against `binary` with
 /// `args` + backends; the names they reached.
 fn scenario(binary: &str, extra: &[&str], backends: &[String], clients: &[&str]) -> Vec<String> {
     let port = free_port();
-    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    args.push(format!("127.0.0.1:{port}"));
-    args.extend(backends.iter().cloned());
-    let _pen = start(binary, port, &args);
+    let listen = format!("127.0.0.1:{port}");
+    let mut args: Vec<&str> = extra.to_vec();
+    args.push(&listen);
+    args.extend(backends.iter().map(String::as_str));
+    let _pen = Pen::start_program(binary, port, &args);
     clients.iter().map(|c| ask(c, port)).collect()
 }
 
+/// [`scenario`] with our pen against `recorded` (pen 0.34.1's results),
+/// and against Debian's pen when it is installed.
 fn compare(extra: &[&str], backends: &[String], clients: &[&str], recorded: &[&str]) {
     let ours = scenario(PEN, extra, backends, clients);
     assert_eq!(
@@ -57,11 +37,10 @@ fn compare(extra: &[&str], backends: &[String], clients: &[&str], recorded: &[&s
     }
 }
 
+/// `n` backends S0.. and their backend arguments.
 fn farm(n: usize) -> (Vec<Backend>, Vec<String>) {
-    let b: Vec<Backend> = (0..n)
-        .map(|i| Backend::start(&format!("S{i}"), Behaviour::Name))
-        .collect();
-    let s = b.iter().map(|b| b.spec()).collect();
+    let b = Backend::farm(n, Behaviour::Name);
+    let s = specs(&b);
     (b, s)
 }
 

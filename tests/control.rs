@@ -5,32 +5,29 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
-
-const PENCTL: &str = env!("CARGO_BIN_EXE_penctl");
 
 /// Sends one command over a raw TCP connection; the reply bytes.
 fn ctl(port: u16, cmd: &str) -> String {
     let mut s = TcpStream::connect(local(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
     s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out
 }
 
+/// Backends, the pen in front of them, and its control port.
 struct Farm {
     backends: Vec<Backend>,
     pen: Pen,
     cport: u16,
 }
 
+/// `n` backends S0.. behind a pen with a control port (and `extra`).
 fn farm(n: usize, extra: &[&str]) -> Farm {
-    let backends: Vec<Backend> = (0..n)
-        .map(|i| Backend::start(&format!("S{i}"), Behaviour::Name))
-        .collect();
+    let backends = Backend::farm(n, Behaviour::Name);
     let port = free_port();
     let cport = free_port();
     let c = format!("127.0.0.1:{cport}");
@@ -127,16 +124,14 @@ fn captured_exchanges_give_the_same_bytes() {
 
 #[test]
 fn exit_needs_dash_x() {
-    let mut f = farm(1, &[]);
+    let f = farm(1, &[]);
     assert_eq!(
         ctl(f.cport, "exit"),
         "Exit is not enabled; restart with -X flag\n"
     );
-    drop(f.backends);
     let mut g = farm(1, &["-X"]);
     assert_eq!(ctl(g.cport, "exit"), "");
-    assert_eq!(g.pen.wait_exit(Duration::from_secs(10)), Some(0));
-    let _ = f.pen.wait_exit(Duration::from_millis(1));
+    assert_eq!(g.pen.wait_exit(DEADLINE), Some(0));
 }
 
 #[test]
@@ -181,7 +176,7 @@ fn settings_change_live_traffic() {
     // The last pair leaves the server's count a moment after its reply:
     // ask again (bounded) until it has.
     let mut servers = String::new();
-    poll_until(|| {
+    poll_until(DEADLINE, || {
         servers = ctl(f.cport, "servers");
         !servers.starts_with("0 addr 127.0.0.1 port ")
             || servers.lines().next().unwrap_or("").contains(" conn 0 ")
@@ -237,21 +232,17 @@ fn listen_rebinds_live() {
         ),
         ""
     );
-    let mut held = connect_from("127.0.0.1", local(f.pen.port)).unwrap();
-    let mut n = [0u8; 4];
-    held.read_exact(&mut n).unwrap();
+    let (mut held, _) = ask_and_hold("127.0.0.1", f.pen.port, 4);
     let new = free_port();
     assert_eq!(
         ctl(f.cport, &format!("listen 127.0.0.1:{new}")),
         format!("127.0.0.1:{new}\n")
     );
     wait_for_port(new);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while is_listening(f.pen.port) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    assert!(!is_listening(f.pen.port), "old port still open");
-    assert_eq!(ask("127.0.0.2", new), "HELD");
+    wait_until(DEADLINE, "the old port to close", || {
+        !is_listening(f.pen.port)
+    });
+    assert_eq!(ask_and_hold("127.0.0.2", new, 4).1, "HELD");
     // the established connection survived
     held.write_all(b"x").unwrap();
     assert_eq!(ctl(f.cport, "listen"), format!("127.0.0.1:{new}\n"));
@@ -282,9 +273,7 @@ fn close_and_connection_commands() {
         ],
     );
     wait_for_port(cport);
-    let mut c = connect_from("127.0.0.1", local(port)).unwrap();
-    let mut n = [0u8; 1];
-    c.read_exact(&mut n).unwrap();
+    let (mut c, _) = ask_and_hold("127.0.0.1", port, 1);
     let info = ctl(cport, "connection 0");
     assert!(
         info.starts_with("Connection 0:\nstate = 2\ndownfd = "),
@@ -296,10 +285,9 @@ fn close_and_connection_commands() {
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let _ = c.read_to_end(&mut rest);
     assert!(rest.is_empty());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while ctl(cport, "connection 0").contains("state = 2") && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(DEADLINE, "connection 0 to be closed", || {
+        !ctl(cport, "connection 0").contains("state = 2")
+    });
     assert!(ctl(cport, "close 0").starts_with("error: close: connection 0 is not in use"));
     drop(pen);
 }
@@ -338,7 +326,7 @@ fn root_needs_u_for_the_control_port() {
 fn unix_control_socket_is_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let b = Backend::start("X", Behaviour::Name);
-    let dir = temp_dir("ctl");
+    let dir = TempDir::new("ctl");
     let sock = dir.join("ctl.sock");
     let port = free_port();
     let _pen = Pen::start(
@@ -354,10 +342,7 @@ fn unix_control_socket_is_owner_only() {
     );
     let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
-    let out = Command::new(PENCTL)
-        .args([sock.to_str().unwrap(), "mode"])
-        .output()
-        .unwrap();
+    let out = run(PENCTL, &[sock.to_str().unwrap(), "mode"]);
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -369,49 +354,31 @@ fn unix_control_socket_is_owner_only() {
 fn penctl_behaviour() {
     let f = farm(2, &[]);
     let target = format!("127.0.0.1:{}", f.cport);
-    let out = Command::new(PENCTL)
-        .args([&target, "server", "1", "max", "5"])
-        .output()
-        .unwrap();
+    let out = run(PENCTL, &[&target, "server", "1", "max", "5"]);
     assert!(out.status.success());
-    let out = Command::new(PENCTL)
-        .args([&target, "servers"])
-        .output()
-        .unwrap();
+    let out = run(PENCTL, &[&target, "servers"]);
     assert!(String::from_utf8_lossy(&out.stdout)
         .lines()
         .nth(1)
         .unwrap()
         .contains(" max 5 "));
-    let out = Command::new(PENCTL)
-        .args([&target, "bogus"])
-        .output()
-        .unwrap();
+    let out = run(PENCTL, &[&target, "bogus"]);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "do_cmd: ignoring command starting with 'bogus'\n"
     );
-    let out = Command::new(PENCTL)
-        .args(["127.0.0.1", "mode"])
-        .output()
-        .unwrap();
+    let out = run(PENCTL, &["127.0.0.1", "mode"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no port given"));
-    let dead = free_port();
-    let out = Command::new(PENCTL)
-        .args([&format!("127.0.0.1:{dead}"), "mode"])
-        .output()
-        .unwrap();
+    let dead = refused_port();
+    let out = run(PENCTL, &[&format!("127.0.0.1:{dead}"), "mode"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("error connecting to server"));
-    let out = Command::new(PENCTL).args([&target]).output().unwrap();
+    let out = run(PENCTL, &[&target]);
     assert_eq!(out.status.code(), Some(2));
     let long = "x".repeat(1100);
-    let out = Command::new(PENCTL)
-        .args([&target, &long])
-        .output()
-        .unwrap();
+    let out = run(PENCTL, &[&target, &long]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Overlong"));
 }
@@ -422,7 +389,7 @@ fn config_file_at_start_up_and_on_hup() {
         .map(|i| Backend::start(&format!("S{i}"), Behaviour::Name))
         .collect();
     let hold = Backend::start("LONG", Behaviour::Echo);
-    let dir = temp_dir("cfg");
+    let dir = TempDir::new("cfg");
     let cfg = dir.join("pen.cfg");
     std::fs::write(
         &cfg,
@@ -449,30 +416,22 @@ fn config_file_at_start_up_and_on_hup() {
     // 127.0.0.1 is remembered on server 1
     std::fs::write(&cfg, format!("server 1 port {}\n", b[2].port)).unwrap();
     pen.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut seen = String::new();
-    while Instant::now() < deadline {
-        seen = ask("127.0.0.1", port);
-        if seen == "S2" {
-            break;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(seen, "S2");
+    wait_until(DEADLINE, "the reloaded server 1 to answer", || {
+        ask("127.0.0.1", port) == "S2"
+    });
     long.write_all(b"pong").unwrap();
     long.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"pong", "long-lived connection broken by the reload");
     // a broken file on HUP keeps the running configuration
     std::fs::write(&cfg, "server 1 port 1\nbogus line\n").unwrap();
     pen.signal("HUP");
-    poll_until(|| pen.stderr().contains("bogus"));
-    assert!(pen.stderr().contains("bogus"), "{}", pen.stderr());
+    pen.wait_stderr("bogus", DEADLINE);
     assert_eq!(ask("127.0.0.1", port), "S2");
 }
 
 #[test]
 fn bad_config_file_at_start_up_names_file_and_line() {
-    let dir = temp_dir("badcfg");
+    let dir = TempDir::new("badcfg");
     let cfg = dir.join("bad.cfg");
     std::fs::write(&cfg, "hash\n\nblacklist twenty\n").unwrap();
     let p = free_port().to_string();
@@ -487,7 +446,7 @@ fn bad_config_file_at_start_up_names_file_and_line() {
 #[test]
 fn write_round_trip() {
     let f = farm(2, &["-X"]);
-    let dir = temp_dir("write");
+    let dir = TempDir::new("write");
     let first = dir.join("first.cfg");
     for cmd in [
         "blacklist 7",
@@ -623,21 +582,17 @@ fn hostile_control_clients_do_not_disturb_traffic() {
         "new client waited {waited:?}"
     );
     // and the control port still answers a well-behaved client
-    let deadline = Instant::now() + Duration::from_secs(15);
     let mut reply = String::new();
-    while Instant::now() < deadline {
+    let answered = poll_until(Duration::from_secs(15), || {
+        reply.clear();
         if let Ok(mut c) = TcpStream::connect(local(cport)) {
-            let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = c.set_read_timeout(Some(DEADLINE));
             let _ = c.write_all(b"timeout\n");
-            reply.clear();
             let _ = c.read_to_string(&mut reply);
-            if reply == "3\n" {
-                break;
-            }
         }
-        thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(reply, "3\n");
+        reply == "3\n"
+    });
+    assert!(answered, "control port replied {reply:?}");
     drop(hostile);
 }
 
@@ -666,7 +621,7 @@ fn start_up_order_quirks_are_kept() {
     assert_eq!(got, ["S2", "S0"]);
     // Q19: a `listen` in the config file consumes the first positional
     // argument; the rest are the backends.
-    let dir = temp_dir("q19");
+    let dir = TempDir::new("q19");
     let cfg = dir.join("l.cfg");
     let lport = free_port();
     std::fs::write(&cfg, format!("listen 127.0.0.1:{lport}\n")).unwrap();
@@ -680,7 +635,7 @@ fn start_up_order_quirks_are_kept() {
 #[test]
 fn include_runs_another_file() {
     let f = farm(1, &[]);
-    let dir = temp_dir("inc");
+    let dir = TempDir::new("inc");
     let inc = dir.join("inc.cfg");
     std::fs::write(&inc, "blacklist 11\n# comment\ntimeout 6\n").unwrap();
     assert_eq!(
@@ -699,7 +654,7 @@ fn include_runs_another_file() {
 #[test]
 fn more_replies_and_live_effects() {
     let f = farm(3, &[]);
-    let dir = temp_dir("replies");
+    let dir = TempDir::new("replies");
     let log = dir.join("req.log");
     let web = dir.join("status.html");
     let exact = [

@@ -5,15 +5,14 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::Shutdown;
-use std::thread;
-use std::time::Duration;
 
+/// Sends `chunks` from `src` through pen, each one read by pen on its own,
+/// then EOF; what the echo backend sent back.
 fn through(pen_port: u16, src: &str, chunks: &[&[u8]]) -> Vec<u8> {
     let mut s = connect_from(src, local(pen_port)).unwrap();
     for c in chunks {
         s.write_all(c).unwrap();
-        s.flush().unwrap();
-        thread::sleep(Duration::from_millis(30));
+        wait_peer_read(&s);
     }
     s.shutdown(Shutdown::Write).unwrap();
     let mut out = Vec::new();
@@ -21,10 +20,10 @@ fn through(pen_port: u16, src: &str, chunks: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// An echo backend behind `pen -H`.
 fn http_pen() -> (Backend, Pen) {
     let b = Backend::start("E", Behaviour::Echo);
-    let port = free_port();
-    let pen = Pen::start(port, &["-H", &format!("127.0.0.1:{port}"), &b.spec()]);
+    let pen = Pen::serve(&["-H"], &[b.spec()]);
     (b, pen)
 }
 

@@ -3,12 +3,15 @@
 //! and take them away again. Runs `groff` and `make`; each test is skipped
 //! with a message when its tool is not installed.
 
+mod common;
+use common::*;
+
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 const PROGRAMS: [&str; 5] = ["pen", "penctl", "penlog", "penlogd", "mergelogs"];
 
@@ -23,33 +26,6 @@ fn build_dir() -> PathBuf {
         .parent()
         .expect("a binary path has a parent directory")
         .to_path_buf()
-}
-
-/// A fresh directory, removed again when the test ends (also on failure).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!(
-            "pen-install-test-{}-{name}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create a temporary directory");
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Whether `tool --version` can be run at all.
@@ -94,9 +70,10 @@ fn make(target: &str, vars: &[(&str, &Path)]) -> Output {
     ] {
         cmd.env_remove(var);
     }
-    cmd.output().expect("run make")
+    run_command(&mut cmd, Vec::new(), Duration::from_secs(60))
 }
 
+/// A command's exit status and output, for failure messages.
 fn describe(out: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -128,6 +105,7 @@ fn files_under(root: &Path) -> BTreeSet<String> {
     found
 }
 
+/// The permission bits of `path`.
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -154,11 +132,11 @@ fn man_pages_render_without_warnings() {
         );
     }
     for page in &pages {
-        let out = Command::new("groff")
-            .args(["-man", "-ww", "-z"])
-            .arg(page)
-            .output()
-            .expect("run groff");
+        let out = run_command(
+            Command::new("groff").args(["-man", "-ww", "-z"]).arg(page),
+            Vec::new(),
+            DEADLINE,
+        );
         assert!(
             out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
             "groff -man -ww -z {}: {}",

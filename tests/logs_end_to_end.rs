@@ -4,65 +4,23 @@
 
 mod common;
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
 
-const PENLOG: &str = env!("CARGO_BIN_EXE_penlog");
-const PENLOGD: &str = env!("CARGO_BIN_EXE_penlogd");
-const MERGELOGS: &str = env!("CARGO_BIN_EXE_mergelogs");
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A tiny web server: answers each request and hands an Apache common log
-/// line (remote host = the peer it saw, i.e. pen) to `log`.
-fn web_server(log: mpsc::Sender<String>) -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for c in l.incoming().take(20) {
-            let Ok(mut c) = c else { continue };
-            let log = log.clone();
-            thread::spawn(move || {
-                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
-                let peer = c.peer_addr().unwrap().ip().to_string();
-                let mut r = BufReader::new(c.try_clone().unwrap());
-                let mut first = String::new();
-                let _ = r.read_line(&mut first);
-                let first = first.trim_end().to_string();
-                let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
-                let _ = log.send(format!(
-                    "{peer} - - [26/Nov/2026:09:00:00 +0000] \"{first}\" 200 2\n"
-                ));
-            });
-        }
-    });
-    port
+/// The Apache common log line a web server writes for `visit`.
+fn access_line(visit: &Visit) -> String {
+    format!(
+        "{} - - [26/Nov/2026:09:00:00 +0000] \"{}\" 200 2\n",
+        visit.peer, visit.request
+    )
 }
 
 #[test]
 fn penlogd_names_each_client_with_pen_and_penlog() {
-    let dir = temp_dir("e2e");
+    let dir = TempDir::new("e2e");
     let out = dir.join("combined.log");
-    let lport = free_udp_port();
-    let _penlogd = Kill(
+    let lport = free_udp_port("127.0.0.1");
+    let _penlogd = ChildGuard::spawn(
         Command::new(PENLOGD)
             .args([
                 "-f",
@@ -73,22 +31,17 @@ fn penlogd_names_each_client_with_pen_and_penlog() {
                 &lport.to_string(),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::null()),
     );
     // The web server's access lines go through penlog, sent from the
     // server's own address (127.0.0.1, as pen knows it).
-    let mut penlog = Kill(
+    let mut penlog = ChildGuard::spawn(
         Command::new(PENLOG)
             .args(["127.0.0.1", &lport.to_string(), "127.0.0.1"])
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stdin(Stdio::piped()),
     );
     let mut penlog_in = penlog.0.stdin.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let wport = web_server(tx);
+    let web = Backend::start("web", Behaviour::Http);
     wait_for_udp_port(lport); // pen's records must not reach a closed port
     let port = free_port();
     let _pen = Pen::start(
@@ -97,7 +50,7 @@ fn penlogd_names_each_client_with_pen_and_penlog() {
             "-l",
             &format!("127.0.0.1:{lport}"),
             &format!("127.0.0.1:{port}"),
-            &format!("127.0.0.1:{wport}"),
+            &web.spec(),
         ],
     );
     let clients = ["127.0.0.11", "127.0.0.12", "127.0.0.13"];
@@ -109,19 +62,15 @@ fn penlogd_names_each_client_with_pen_and_penlog() {
         s.read_to_end(&mut reply).unwrap();
         // pen sent its record before it forwarded the request, so the
         // web server's line reaches penlogd's socket after it.
-        let line = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let line = access_line(&web.wait_visits(i + 1)[i]);
         penlog_in.write_all(line.as_bytes()).unwrap();
         penlog_in.flush().unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
     let mut text = String::new();
-    while Instant::now() < deadline {
+    poll_until(DEADLINE, || {
         text = std::fs::read_to_string(&out).unwrap_or_default();
-        if text.lines().count() >= 3 {
-            break;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+        text.lines().count() >= 3
+    });
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
     for (i, c) in clients.iter().enumerate() {
@@ -131,15 +80,14 @@ fn penlogd_names_each_client_with_pen_and_penlog() {
         );
     }
     drop(penlog_in);
-    let _ = penlog.0.wait();
+    penlog.wait_exit(DEADLINE, "penlog");
 }
 
 #[test]
 fn mergelogs_over_a_log_written_by_pen() {
-    let dir = temp_dir("merge");
+    let dir = TempDir::new("merge");
     let penlog = dir.join("pen.log");
-    let (tx, rx) = mpsc::channel::<String>();
-    let wport = web_server(tx);
+    let web = Backend::start("web", Behaviour::Http);
     let port = free_port();
     let _pen = Pen::start(
         port,
@@ -147,7 +95,7 @@ fn mergelogs_over_a_log_written_by_pen() {
             "-l",
             penlog.to_str().unwrap(),
             &format!("127.0.0.1:{port}"),
-            &format!("127.0.0.1:{wport}"),
+            &web.spec(),
         ],
     );
     let mut web_lines = Vec::new();
@@ -157,9 +105,9 @@ fn mergelogs_over_a_log_written_by_pen() {
             .unwrap();
         let mut reply = Vec::new();
         s.read_to_end(&mut reply).unwrap();
-        web_lines.push(rx.recv_timeout(Duration::from_secs(10)).unwrap());
+        web_lines.push(access_line(&web.wait_visits(i + 1)[i]));
     }
-    let pen_text = wait_file_contains(&penlog, "/m1", Duration::from_secs(5));
+    let pen_text = wait_file_contains(&penlog, "/m1", DEADLINE);
     // Put the web server's lines at the time pen logged them.
     let when = |path: &str| -> i64 {
         pen_text
@@ -173,10 +121,10 @@ fn mergelogs_over_a_log_written_by_pen() {
             .unwrap()
     };
     let stamp = |t: i64| {
-        let out = Command::new("date")
-            .args(["-u", "-d", &format!("@{t}"), "+%d/%b/%Y:%H:%M:%S +0000"])
-            .output()
-            .unwrap();
+        let out = run(
+            "date",
+            &["-u", "-d", &format!("@{t}"), "+%d/%b/%Y:%H:%M:%S +0000"],
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let access = dir.join("access.log");
@@ -186,15 +134,15 @@ fn mergelogs_over_a_log_written_by_pen() {
         text.push_str(&l.replace("26/Nov/2026:09:00:00 +0000", &t));
     }
     std::fs::write(&access, &text).unwrap();
-    let out = Command::new(MERGELOGS)
-        .env("TZ", "UTC")
-        .args([
+    let out = run_command(
+        Command::new(MERGELOGS).env("TZ", "UTC").args([
             "-p",
             penlog.to_str().unwrap(),
             &format!("127.0.0.1:{}", access.display()),
-        ])
-        .output()
-        .unwrap();
+        ]),
+        Vec::new(),
+        DEADLINE,
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -4,44 +4,11 @@
 mod common;
 use common::*;
 use std::io::Read;
-use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
-
-fn pid_alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z ")
-}
-
-fn wait_gone(pid: u32) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if !pid_alive(pid) {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    false
-}
-
-/// Kills a daemon by pid when dropped (the test's own daemon only).
-struct Daemon(u32);
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if pid_alive(self.0) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .status();
-        }
-    }
-}
 
 #[test]
 fn daemon_with_pid_file_stops_on_term() {
     let b = Backend::start("D", Behaviour::Name);
-    let dir = temp_dir("daemon");
+    let dir = TempDir::new("daemon");
     let pidf = dir.join("pen.pid");
     let port = free_port();
     let (code, _out, err) = run_pen(&[
@@ -51,18 +18,15 @@ fn daemon_with_pid_file_stops_on_term() {
         &b.spec(),
     ]);
     assert_eq!(code, Some(0), "{err}");
-    let text = wait_file_contains(&pidf, "", Duration::from_secs(5));
+    let text = std::fs::read_to_string(&pidf).unwrap();
     assert!(!text.ends_with('\n'), "pid file has no newline, as pen");
     let pid: u32 = text.trim().parse().unwrap();
-    let _guard = Daemon(pid);
-    assert!(pid_alive(pid));
+    let _guard = DaemonGuard(pid);
+    assert!(process_alive(pid));
     wait_for_port(port);
     assert_eq!(ask("127.0.0.3", port), "D");
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(wait_gone(pid), "daemon did not exit");
+    send_signal(pid, "TERM");
+    wait_gone(pid);
     assert!(!is_listening(port), "port still open");
     assert!(!pidf.exists(), "pid file not removed on clean exit");
 }
@@ -111,7 +75,7 @@ fn runs_as_the_given_user() {
             .to_string()
     };
     let (mut uid, mut gid) = (String::new(), String::new());
-    poll_until(|| {
+    poll_until(DEADLINE, || {
         let status = std::fs::read_to_string(format!("/proc/{}/status", pen.pid())).unwrap();
         (uid, gid) = (line(&status, "Uid:"), line(&status, "Gid:"));
         uid.split_whitespace().skip(1).all(|u| u == nobody)
@@ -123,7 +87,7 @@ fn runs_as_the_given_user() {
 #[test]
 fn log_rotation_on_hup_keeps_every_request() {
     let b = Backend::start("L", Behaviour::Echo);
-    let dir = temp_dir("log");
+    let dir = TempDir::new("log");
     let log = dir.join("pen.log");
     let port = free_port();
     let pen = Pen::start(
@@ -145,17 +109,14 @@ fn log_rotation_on_hup_keeps_every_request() {
         s.read_to_end(&mut sink).unwrap();
     };
     send("/one");
-    wait_file_contains(&log, "/one", Duration::from_secs(5));
+    wait_file_contains(&log, "/one", DEADLINE);
     std::fs::rename(&log, dir.join("pen.log.1")).unwrap();
     send("/two"); // still goes to the renamed file
-    wait_file_contains(&dir.join("pen.log.1"), "/two", Duration::from_secs(5));
+    wait_file_contains(&dir.join("pen.log.1"), "/two", DEADLINE);
     pen.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !log.exists() && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(DEADLINE, "pen to reopen its log", || log.exists());
     send("/three");
-    let new = wait_file_contains(&log, "/three", Duration::from_secs(5));
+    let new = wait_file_contains(&log, "/three", DEADLINE);
     let old = std::fs::read_to_string(dir.join("pen.log.1")).unwrap();
     assert!(
         old.contains("GET /one") && old.contains("GET /two"),
@@ -169,12 +130,6 @@ fn log_rotation_on_hup_keeps_every_request() {
     assert!(f[1].parse::<u64>().is_ok());
     assert_eq!(f[2], "127.0.0.1");
     assert_eq!(f[3], "GET /three HTTP/1.0");
-}
-
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
 }
 
 #[test]
@@ -193,9 +148,7 @@ fn usr1_prints_parseable_statistics_on_stdout() {
         ],
     );
     // 127.0.0.1 -> server 1 (held), 127.0.0.2 -> server 0 (echo 1000 bytes)
-    let mut held = connect_from("127.0.0.1", local(port)).unwrap();
-    let mut n = [0u8; 1];
-    held.read_exact(&mut n).unwrap();
+    let (held, _) = ask_and_hold("127.0.0.1", port, 1);
     let mut s = connect_from("127.0.0.2", local(port)).unwrap();
     use std::io::Write;
     s.write_all(&[7u8; 1000]).unwrap();
@@ -204,25 +157,10 @@ fn usr1_prints_parseable_statistics_on_stdout() {
     s.read_to_end(&mut back).unwrap();
     assert_eq!(back.len(), 1000);
     // The pair accounts its bytes when it ends, a moment after the client
-    // saw the echo: ask again (bounded) until that report is in.
-    let last_report = |all: &str| {
-        let last = all.rsplit("pen-stats ").next().unwrap_or("");
-        format!("pen-stats {last}")
-    };
-    let mut reports = 0;
-    let mut out = String::new();
-    poll_until(|| {
-        reports += 1;
-        pen.signal("USR1");
-        // Wait for this report to be written whole.
-        poll_until(|| {
-            let all = pen.stdout();
-            all.matches("pen-stats ").count() >= reports
-                && last_report(&all).contains("connection index=")
-        });
-        out = last_report(&pen.stdout());
-        // Live counters show the bytes while the pair runs; only its end
-        // frees the connection and credits the client.
+    // saw the echo: ask again (bounded) until that report is in. Live
+    // counters show the bytes while the pair runs; only its end frees the
+    // connection and credits the client.
+    let out = pen.stats_until(DEADLINE, |out| {
         out.contains("connections=1 ")
             && out.lines().any(|l| {
                 l.starts_with("client ")
@@ -264,7 +202,7 @@ fn usr1_prints_parseable_statistics_on_stdout() {
 #[test]
 fn usr1_rewrites_the_html_status_file() {
     let b = Backend::start("W", Behaviour::Name);
-    let dir = temp_dir("web");
+    let dir = TempDir::new("web");
     let html = dir.join("status.html");
     let port = free_port();
     let pen = Pen::start(
@@ -278,7 +216,7 @@ fn usr1_rewrites_the_html_status_file() {
     );
     assert_eq!(ask("127.0.0.6", port), "W");
     pen.signal("USR1");
-    let page = wait_file_contains(&html, "</html>", Duration::from_secs(5));
+    let page = wait_file_contains(&html, "</html>", DEADLINE);
     assert!(
         page.starts_with("<html>\n<head>\n<title>Pen status page</title>"),
         "{page}"
@@ -291,7 +229,7 @@ fn usr1_rewrites_the_html_status_file() {
 #[test]
 fn chroot_jail_holds_the_pid_file() {
     let b = Backend::start("J", Behaviour::Name);
-    let jail = temp_dir("jail");
+    let jail = TempDir::new("jail");
     let port = free_port();
     let pen = Pen::start(
         port,
@@ -305,11 +243,7 @@ fn chroot_jail_holds_the_pid_file() {
         ],
     );
     assert_eq!(ask("127.0.0.8", port), "J");
-    let pid = wait_file_contains(
-        &jail.join("pen.pid"),
-        &pen.pid().to_string(),
-        Duration::from_secs(5),
-    );
+    let pid = wait_file_contains(&jail.join("pen.pid"), &pen.pid().to_string(), DEADLINE);
     assert_eq!(pid, pen.pid().to_string());
     let root = std::fs::read_link(format!("/proc/{}/root", pen.pid())).unwrap();
     assert_eq!(root, jail.canonicalize().unwrap());
@@ -341,10 +275,7 @@ fn debug_level_three_dumps_data_in_hex_and_ascii() {
         let mut back = Vec::new();
         s.read_to_end(&mut back).unwrap();
         assert_eq!(back, b"ab\x01\tc\n");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !pen.stderr().contains(want) && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-        assert!(pen.stderr().contains(want), "{flag}: {:?}", pen.stderr());
+        let dumped = poll_until(DEADLINE, || pen.stderr().contains(want));
+        assert!(dumped, "{flag}: {:?}", pen.stderr());
     }
 }

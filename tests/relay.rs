@@ -6,17 +6,12 @@ use common::*;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+/// An echo backend and a pen (with `extra` options) in front of it.
 fn echo_pen(extra: &[&str]) -> (Backend, Pen) {
     let b = Backend::start("E", Behaviour::Echo);
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let spec = b.spec();
-    let mut args: Vec<&str> = extra.to_vec();
-    args.push(&listen);
-    args.push(&spec);
-    let pen = Pen::start(port, &args);
+    let pen = Pen::serve(extra, &[b.spec()]);
     (b, pen)
 }
 
@@ -79,8 +74,7 @@ fn server_half_close_passes_eof_to_the_client() {
     // The backend sends its name and closes; the client still sends later
     // and the pair ends cleanly.
     let b = Backend::start("N", Behaviour::Name);
-    let port = free_port();
-    let pen = Pen::start(port, &[&format!("127.0.0.1:{port}"), &b.spec()]);
+    let pen = Pen::serve(&[], &[b.spec()]);
     let mut s = connect_from("127.0.0.1", local(pen.port)).unwrap();
     let mut got = String::new();
     s.read_to_string(&mut got).unwrap();
@@ -90,30 +84,22 @@ fn server_half_close_passes_eof_to_the_client() {
 #[test]
 fn unix_socket_listener() {
     let b = Backend::start("U", Behaviour::Name);
-    let dir = temp_dir("unix");
+    let dir = TempDir::new("unix");
     let path = dir.join("pen.sock");
     let pen = Pen::spawn(&[path.to_str().unwrap(), &b.spec()]);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = wait_for(DEADLINE, "pen to listen on its Unix socket", || {
+        std::os::unix::net::UnixStream::connect(&path).ok()
+    });
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut reply = String::new();
-    while Instant::now() < deadline {
-        if let Ok(mut s) = std::os::unix::net::UnixStream::connect(&path) {
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.read_to_string(&mut reply).unwrap();
-            break;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
+    s.read_to_string(&mut reply).unwrap();
     drop(pen);
     assert_eq!(reply, "U");
 }
 
-fn ipv6_available() -> bool {
-    std::net::TcpListener::bind("[::1]:0").is_ok()
-}
-
 #[test]
 fn ipv6_listener_and_backend() {
-    if !ipv6_available() {
+    if !ipv6_loopback() {
         eprintln!("skipped: ::1 is not available");
         return;
     }
@@ -124,7 +110,7 @@ fn ipv6_listener_and_backend() {
     // pen's syntax: listen without brackets, backends with brackets.
     let _pen = Pen::start(port, &[&format!("::1:{port}"), &format!("[::1]:{bport}")]);
     let mut s = TcpStream::connect(("::1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut got = String::new();
     s.read_to_string(&mut got).unwrap();
     assert_eq!(got, "V6");
@@ -134,15 +120,9 @@ fn ipv6_listener_and_backend() {
 fn connection_cap_holds_new_clients_in_the_backlog() {
     // -x 2: a third client's data only arrives when a slot frees.
     let b = Backend::start("H", Behaviour::NameAndHold);
-    let port = free_port();
-    let pen = Pen::start(port, &["-x", "2", &format!("127.0.0.1:{port}"), &b.spec()]);
+    let pen = Pen::serve(&["-x", "2"], &[b.spec()]);
     let mut held: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut c = connect_from("127.0.0.1", local(pen.port)).unwrap();
-            let mut n = [0u8; 1];
-            c.read_exact(&mut n).unwrap();
-            c
-        })
+        .map(|_| ask_and_hold("127.0.0.1", pen.port, 1).0)
         .collect();
     let mut third = connect_from("127.0.0.1", local(pen.port)).unwrap();
     third
@@ -164,8 +144,7 @@ fn connection_cap_holds_new_clients_in_the_backlog() {
 #[test]
 fn no_thread_or_descriptor_stays_behind() {
     let b = Backend::start("T", Behaviour::Name);
-    let port = free_port();
-    let pen = Pen::start(port, &[&format!("127.0.0.1:{port}"), &b.spec()]);
+    let pen = Pen::serve(&[], &[b.spec()]);
     let idle_threads = pen.threads();
     let idle_fds = pen.fds();
     for i in 0..2000u32 {
@@ -176,10 +155,9 @@ fn no_thread_or_descriptor_stays_behind() {
         assert_eq!(got, "T");
     }
     // Parked pair threads exit after their idle period (5 s).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && (pen.threads() != idle_threads || pen.fds() != idle_fds) {
-        thread::sleep(Duration::from_millis(100));
-    }
+    poll_until(Duration::from_secs(20), || {
+        pen.threads() == idle_threads && pen.fds() == idle_fds
+    });
     assert_eq!(pen.threads(), idle_threads, "threads");
     assert_eq!(pen.fds(), idle_fds, "descriptors");
 }
@@ -190,9 +168,9 @@ fn sigterm_exits_cleanly_and_frees_the_port() {
     let port = free_port();
     let mut pen = Pen::start(port, &[&format!("127.0.0.1:{port}"), &b.spec()]);
     pen.signal("TERM");
-    assert_eq!(pen.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(pen.wait_exit(DEADLINE), Some(0));
     assert!(!is_listening(port));
     let mut pen = Pen::start(port, &[&format!("127.0.0.1:{port}"), &b.spec()]);
     pen.signal("INT");
-    assert_eq!(pen.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(pen.wait_exit(DEADLINE), Some(0));
 }

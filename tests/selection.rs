@@ -3,32 +3,12 @@
 
 mod common;
 use common::*;
-use std::io::Read;
 use std::time::Duration;
-
-fn farm(n: usize, behaviour: Behaviour) -> Vec<Backend> {
-    (0..n)
-        .map(|i| Backend::start(&format!("S{i}"), behaviour))
-        .collect()
-}
-
-fn specs(b: &[Backend]) -> Vec<String> {
-    b.iter().map(|b| b.spec()).collect()
-}
-
-fn start(extra: &[&str], backends: &[String]) -> Pen {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut args: Vec<&str> = extra.to_vec();
-    args.push(&listen);
-    args.extend(backends.iter().map(|s| s.as_str()));
-    Pen::start(port, &args)
-}
 
 #[test]
 fn default_mode_tracks_clients_and_first_goes_to_server_1() {
-    let b = farm(3, Behaviour::Name);
-    let pen = start(&[], &specs(&b));
+    let b = Backend::farm(3, Behaviour::Name);
+    let pen = Pen::serve(&[], &specs(&b));
     let order = [
         "127.0.0.1",
         "127.0.0.2",
@@ -43,8 +23,8 @@ fn default_mode_tracks_clients_and_first_goes_to_server_1() {
 
 #[test]
 fn roundrobin_ignores_tracking() {
-    let b = farm(3, Behaviour::Name);
-    let pen = start(&["-r"], &specs(&b));
+    let b = Backend::farm(3, Behaviour::Name);
+    let pen = Pen::serve(&["-r"], &specs(&b));
     let got: Vec<String> = (0..4).map(|_| ask("127.0.0.1", pen.port)).collect();
     assert_eq!(got, ["S1", "S2", "S0", "S1"]);
 }
@@ -52,8 +32,8 @@ fn roundrobin_ignores_tracking() {
 #[test]
 fn hash_places_clients_like_pen_on_amd64() {
     // 7 backends: 127.0.0.1 -> 2, 127.0.0.2 -> 3, 127.0.1.0 -> 3, 127.1.0.0 -> 5, 127.9.8.7 -> 4
-    let b = farm(7, Behaviour::Name);
-    let pen = start(&["-h"], &specs(&b));
+    let b = Backend::farm(7, Behaviour::Name);
+    let pen = Pen::serve(&["-h"], &specs(&b));
     for (ip, want) in [
         ("127.0.0.1", "S2"),
         ("127.0.0.2", "S3"),
@@ -67,44 +47,38 @@ fn hash_places_clients_like_pen_on_amd64() {
 
 #[test]
 fn weight_distributes_by_load() {
-    let b = farm(3, Behaviour::NameAndHold);
+    let b = Backend::farm(3, Behaviour::NameAndHold);
     let s = specs(&b);
     let backends = vec![
         format!("{}:0:0:1", s[0]),
         format!("{}:0:0:2", s[1]),
         format!("{}:0:0:4", s[2]),
     ];
-    let pen = start(&["-W", "-r"], &backends);
-    let mut held = Vec::new();
-    let mut got = Vec::new();
-    for _ in 0..7 {
-        let mut c = connect_from("127.0.0.1", local(pen.port)).unwrap();
-        let mut name = [0u8; 2];
-        c.read_exact(&mut name).unwrap();
-        got.push(String::from_utf8_lossy(&name).into_owned());
-        held.push(c);
-    }
+    let pen = Pen::serve(&["-W", "-r"], &backends);
+    let (_held, got): (Vec<_>, Vec<_>) = (0..7)
+        .map(|_| ask_and_hold("127.0.0.1", pen.port, 2))
+        .unzip();
     assert_eq!(got, ["S0", "S1", "S2", "S2", "S1", "S2", "S2"]);
 }
 
 #[test]
 fn weight_mode_without_weights_serves_everyone() {
-    let b = farm(2, Behaviour::Name);
-    let pen = start(&["-W"], &specs(&b));
+    let b = Backend::farm(2, Behaviour::Name);
+    let pen = Pen::serve(&["-W"], &specs(&b));
     assert!(ask("127.0.0.1", pen.port).starts_with('S'));
     assert!(ask("127.0.0.2", pen.port).starts_with('S'));
 }
 
 #[test]
 fn prio_picks_the_lowest_available_prio() {
-    let b = farm(3, Behaviour::Name);
+    let b = Backend::farm(3, Behaviour::Name);
     let s = specs(&b);
     let backends = vec![
         format!("{}:0:0:0:3", s[0]),
         format!("{}:0:0:0:1", s[1]),
         format!("{}:0:0:0:2", s[2]),
     ];
-    let pen = start(&["-o", "prio", "-r"], &backends);
+    let pen = Pen::serve(&["-o", "prio", "-r"], &backends);
     for _ in 0..3 {
         assert_eq!(ask("127.0.0.1", pen.port), "S1");
     }
@@ -112,10 +86,10 @@ fn prio_picks_the_lowest_available_prio() {
 
 #[test]
 fn refused_server_is_blacklisted_and_clients_fail_over() {
-    let b = farm(3, Behaviour::Name);
+    let b = Backend::farm(3, Behaviour::Name);
     let mut s = specs(&b);
     s[1] = format!("127.0.0.1:{}", refused_port());
-    let pen = start(&["-b", "2"], &s);
+    let pen = Pen::serve(&["-b", "2"], &s);
     // The first new client would go to server 1: refused -> failover to 2.
     assert_eq!(ask("127.0.0.1", pen.port), "S2");
     // Round robin now skips the blacklisted server 1.
@@ -128,22 +102,25 @@ fn refused_server_is_blacklisted_and_clients_fail_over() {
     );
 }
 
+/// The one end-to-end test of `-b`; the second arithmetic is unit-tested
+/// with an injected clock (src/servers.rs, `clock_tests`).
 #[test]
 fn blacklisting_expires() {
     let b0 = Backend::start("S0", Behaviour::Name);
     // Server 1's port is closed at first, then opens.
-    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port1 = hole.local_addr().unwrap().port();
-    drop(hole);
-    let pen = start(
+    let port1 = refused_port();
+    let pen = Pen::serve(
         &["-r", "-b", "1"],
         &[b0.spec(), format!("127.0.0.1:{port1}")],
     );
     assert_eq!(ask("127.0.0.1", pen.port), "S0"); // 1 refused -> 0
+                                                  // pen blacklisted server 1 in this second or an earlier one.
+    let failed_by = unix_now();
     let listener = std::net::TcpListener::bind(("127.0.0.1", port1)).unwrap();
     let _b1 = Backend::start_on(listener, "S1", Behaviour::Name);
     assert_eq!(ask("127.0.0.1", pen.port), "S0"); // 1 still blacklisted
-    std::thread::sleep(Duration::from_millis(2100));
+                                                  // -b 1: the blacklisting is over one second of pen's clock later.
+    wait_unix_time(failed_by + 1);
     let got: Vec<String> = (0..2).map(|_| ask("127.0.0.1", pen.port)).collect();
     assert!(got.contains(&"S1".to_string()), "{got:?}");
 }
@@ -168,7 +145,7 @@ fn connect_timeout_blacklists_and_fails_over() {
         }
     }
     let b0 = Backend::start("S0", Behaviour::Name);
-    let pen = start(&["-t", "1"], &[b0.spec(), format!("127.0.0.1:{full_port}")]);
+    let pen = Pen::serve(&["-t", "1"], &[b0.spec(), format!("127.0.0.1:{full_port}")]);
     assert_eq!(ask("127.0.0.1", pen.port), "S0");
     assert!(
         pen.stderr()
@@ -185,18 +162,18 @@ fn emergency_server_when_all_fail_and_stubborn_never_uses_it() {
         format!("127.0.0.1:{}", refused_port()),
         format!("127.0.0.1:{}", refused_port()),
     ];
-    let pen = start(&["-e", &e.spec()], &dead);
+    let pen = Pen::serve(&["-e", &e.spec()], &dead);
     assert_eq!(ask("127.0.0.1", pen.port), "E");
     drop(pen);
-    let pen = start(&["-s", "-e", &e.spec()], &dead);
+    let pen = Pen::serve(&["-s", "-e", &e.spec()], &dead);
     assert_eq!(ask("127.0.0.1", pen.port), "");
 }
 
 #[test]
 fn stubborn_closes_instead_of_failing_over() {
-    let b = farm(2, Behaviour::Name);
+    let b = Backend::farm(2, Behaviour::Name);
     let s = vec![b[0].spec(), format!("127.0.0.1:{}", refused_port())];
-    let pen = start(&["-s"], &s);
+    let pen = Pen::serve(&["-s"], &s);
     assert_eq!(ask("127.0.0.1", pen.port), ""); // initial choice 1 refused
     assert_eq!(ask("127.0.0.2", pen.port), "S0"); // 1 blacklisted: rr skips it
 }
@@ -204,41 +181,42 @@ fn stubborn_closes_instead_of_failing_over() {
 #[test]
 fn soft_and_hard_limits() {
     // Server 1: maxc 1, hard 2. One client IP holds connections.
-    let b = farm(3, Behaviour::NameAndHold);
+    let b = Backend::farm(3, Behaviour::NameAndHold);
     let s = specs(&b);
     let backends = vec![s[0].clone(), format!("{}:1:2", s[1]), s[2].clone()];
-    let pen = start(&[], &backends);
-    let mut held = Vec::new();
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        let mut c = connect_from("127.0.0.1", local(pen.port)).unwrap();
-        let mut name = [0u8; 2];
-        c.read_exact(&mut name).unwrap();
-        got.push(String::from_utf8_lossy(&name).into_owned());
-        held.push(c);
-    }
+    let pen = Pen::serve(&[], &backends);
+    let (_held, got): (Vec<_>, Vec<_>) = (0..3)
+        .map(|_| ask_and_hold("127.0.0.1", pen.port, 2))
+        .unzip();
     assert_eq!(got, ["S1", "S1", "S2"]);
 }
 
+/// The one end-to-end test of `-T`; the second arithmetic is unit-tested
+/// with an injected clock (src/clients.rs, `clock_tests`).
 #[test]
 fn tracking_time_forgets_clients() {
-    let b = farm(3, Behaviour::Name);
+    let b = Backend::farm(3, Behaviour::Name);
     // -T 2, not 1: the second client must still be remembered even if a
     // loaded machine puts a second between the first two.
-    let pen = start(&["-T", "2"], &specs(&b));
+    let pen = Pen::serve(&["-T", "2"], &specs(&b));
     assert_eq!(ask("127.0.0.1", pen.port), "S1");
     assert_eq!(ask("127.0.0.1", pen.port), "S1");
-    std::thread::sleep(Duration::from_millis(3100));
+    // pen saw the client in this second or an earlier one; with -T 2 it
+    // forgets the client once more than two seconds have passed.
+    let seen_by = unix_now();
+    wait_unix_time(seen_by + 3);
     // Forgotten: placed afresh by round robin (next is 2).
     assert_eq!(ask("127.0.0.1", pen.port), "S2");
 }
 
 #[test]
 fn client_table_size_recycles_least_recently_used() {
-    let b = farm(3, Behaviour::Name);
-    let pen = start(&["-c", "2"], &specs(&b));
+    let b = Backend::farm(3, Behaviour::Name);
+    let pen = Pen::serve(&["-c", "2"], &specs(&b));
     assert_eq!(ask("127.0.0.1", pen.port), "S1");
-    std::thread::sleep(Duration::from_millis(1100));
+    // .2 comes a second of pen's clock later than .1: .1 is the least
+    // recently used by time, not only by its lower slot.
+    wait_unix_time(unix_now() + 1);
     assert_eq!(ask("127.0.0.2", pen.port), "S2");
     assert_eq!(ask("127.0.0.3", pen.port), "S0"); // takes .1's slot
     assert_eq!(ask("127.0.0.1", pen.port), "S1"); // new again: next rr

@@ -4,69 +4,26 @@
 mod common;
 use common::*;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener};
-use std::sync::mpsc;
-use std::thread;
+use std::net::Shutdown;
 use std::time::{Duration, Instant};
-
-/// A backend that reports each connection's peer address and then echoes.
-fn peer_reporting_backend() -> (u16, mpsc::Receiver<String>) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for c in l.incoming().take(20) {
-            let Ok(mut c) = c else { continue };
-            let peer = c.peer_addr().unwrap().ip().to_string();
-            let _ = tx.send(peer.clone());
-            thread::spawn(move || {
-                let _ = c.write_all(peer.as_bytes());
-            });
-        }
-    });
-    (port, rx)
-}
 
 #[test]
 fn source_binds_upstream_connections() {
-    let (bport, rx) = peer_reporting_backend();
-    let port = free_port();
-    let _pen = Pen::start(
-        port,
-        &[
-            "-o",
-            "source 127.0.0.77",
-            &format!("127.0.0.1:{port}"),
-            &format!("127.0.0.1:{bport}"),
-        ],
-    );
-    assert_eq!(ask("127.0.0.1", port), "127.0.0.77");
-    assert_eq!(
-        rx.recv_timeout(Duration::from_secs(5)).unwrap(),
-        "127.0.0.77"
-    );
+    let b = Backend::start("P", Behaviour::Peer);
+    let pen = Pen::serve(&["-o", "source 127.0.0.77"], &[b.spec()]);
+    assert_eq!(ask("127.0.0.1", pen.port), "127.0.0.77");
+    assert_eq!(b.wait_visits(1)[0].peer.to_string(), "127.0.0.77");
 }
 
 #[test]
 fn transparent_uses_the_client_address() {
-    let (bport, _rx) = peer_reporting_backend();
+    let b = Backend::start("P", Behaviour::Peer);
     let port = free_port();
-    let pen = Pen::spawn(&[
-        "-o",
-        "transparent",
-        &format!("127.0.0.1:{port}"),
-        &format!("127.0.0.1:{bport}"),
-    ]);
+    let mut pen = Pen::spawn(&["-o", "transparent", &format!("127.0.0.1:{port}"), &b.spec()]);
     // Allowed as root with CAP_NET_ADMIN; otherwise pen refuses to start
     // with a clear message.
-    let mut pen = pen;
-    let mut exited = None;
-    wait_until("pen to listen or refuse", || {
-        exited = pen.wait_exit(Duration::from_millis(10));
-        exited.is_some() || is_listening(port)
-    });
-    if let Some(code) = exited {
-        assert_eq!(code, 1);
+    if let Err(code) = pen.wait_ready(|| is_listening(port)) {
+        assert_eq!(code, Some(1));
         assert!(pen.stderr().contains("IP_TRANSPARENT"), "{}", pen.stderr());
         return;
     }
@@ -86,9 +43,8 @@ fn idle_timeout_closes_an_idle_pair() {
             &b.spec(),
         ],
     );
-    let mut s = connect_from("127.0.0.1", local(port)).unwrap();
-    let mut n = [0u8; 1];
-    s.read_exact(&mut n).unwrap();
+    let (mut s, _) = ask_and_hold("127.0.0.1", port, 1);
+    // The client stays idle: the wait is the behaviour under test.
     let start = Instant::now();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
     let mut rest = Vec::new();
@@ -120,46 +76,18 @@ fn fastclose_closes_the_other_side() {
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     assert_eq!(out, "F");
-    // After fast close the whole pair is closed: writing eventually fails.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut failed = false;
-    while Instant::now() < deadline {
-        if s.write_all(b"more").is_err() {
-            failed = true;
-            break;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    // After fast close the whole pair is closed: writing eventually fails
+    // (the first write after the close draws a reset, a later one fails).
+    let failed = poll_until(DEADLINE, || s.write_all(b"more").is_err());
     assert!(failed, "client side still open after the server's EOF");
 }
 
-/// A backend that waits for the client's EOF, then answers "late".
-fn late_answering_backend() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    thread::spawn(move || {
-        for c in l.incoming().take(10) {
-            let Ok(mut c) = c else { continue };
-            thread::spawn(move || {
-                let mut sink = Vec::new();
-                let _ = c.read_to_end(&mut sink);
-                thread::sleep(Duration::from_millis(200));
-                let _ = c.write_all(b"late");
-            });
-        }
-    });
-    port
-}
-
+/// What a client gets after its request and EOF, through pen with `extra`
+/// options, from a backend that answers late (after the client's EOF).
 fn reply_after_eof(extra: &[&str]) -> String {
-    let bport = late_answering_backend();
-    let port = free_port();
-    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    args.push(format!("127.0.0.1:{port}"));
-    args.push(format!("127.0.0.1:{bport}"));
-    let args: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
-    let _pen = Pen::start(port, &args);
-    let mut s = connect_from("127.0.0.1", local(port)).unwrap();
+    let b = Backend::start("L", Behaviour::LateReply);
+    let pen = Pen::serve(extra, &[b.spec()]);
+    let mut s = connect_from("127.0.0.1", local(pen.port)).unwrap();
     s.write_all(b"request").unwrap();
     s.shutdown(Shutdown::Write).unwrap();
     let mut out = String::new();
@@ -188,10 +116,7 @@ fn listen_backlog_follows_q() {
     let b = Backend::start("Q", Behaviour::Name);
     let port = free_port();
     let _pen = Pen::start(port, &["-q", "77", &format!("127.0.0.1:{port}"), &b.spec()]);
-    let out = std::process::Command::new("ss")
-        .args(["-ltnH", &format!("sport = :{port}")])
-        .output()
-        .unwrap();
+    let out = run("ss", &["-ltnH", &format!("sport = :{port}")]);
     let text = String::from_utf8_lossy(&out.stdout);
     let cols: Vec<&str> = text.split_whitespace().collect();
     assert_eq!(cols.get(2), Some(&"77"), "{text}");

@@ -7,58 +7,28 @@
 
 mod common;
 use common::pki::*;
+use common::{random_bytes, rss_kib, TempDir};
 
 use pen::tls::{SslOption, TlsAcceptor, TlsError, TlsSettings, TlsStream};
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
-
-// ---------------------------------------------------------------- scratch dir
-
-/// A directory removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "pen-tls-{tag}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create temp dir");
-        TempDir(path)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 // ---------------------------------------------------------------- certificates
 
 /// CA `ca` plus server `server` (CN default.test, serial 0x1001).
 fn default_pki(dir: &TempDir) {
-    make_ca(&dir.0, "ca");
-    make_leaf(&dir.0, "ca", "server", "default.test", 0x1001);
+    make_ca(dir, "ca");
+    make_leaf(dir, "ca", "server", "default.test", 0x1001);
 }
 
+/// Settings with the server certificate and key of [`default_pki`].
 fn settings(dir: &TempDir) -> TlsSettings {
-    let mut settings = TlsSettings::new(dir.path("server.crt"));
-    settings.key = Some(dir.path("server.key"));
+    let mut settings = TlsSettings::new(dir.join("server.crt"));
+    settings.key = Some(dir.join("server.key"));
     settings
 }
 
@@ -170,7 +140,7 @@ fn wait(stream: &TlsStream, deadline: Instant) -> io::Result<()> {
 
 /// Runs `openssl s_client` in the test's directory.
 fn s_client(dir: &TempDir, port: u16, args: &[&str], input: Vec<u8>) -> ClientOutput {
-    run_s_client(&dir.0, port, args, input)
+    run_s_client(dir, port, args, input)
 }
 
 /// Connects, handshakes and closes at once (stdin is empty).
@@ -221,16 +191,7 @@ fn one_megabyte_each_way_arrives_intact() {
     default_pki(&dir);
     const SIZE: usize = 1 << 20;
     let server = EchoServer::start(acceptor(&settings(&dir)), 1, Some(SIZE), HANDSHAKE_TIME);
-    // Pseudo-random bytes (xorshift), all 256 values present.
-    let mut state: u32 = 0x9e37_79b9;
-    let data: Vec<u8> = (0..SIZE)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            (state >> 24) as u8
-        })
-        .collect();
+    let data = random_bytes(0x9e37_79b9, SIZE);
     let out = s_client(&dir, server.port, &["-quiet"], data.clone());
     let session = server.next().expect("bulk session");
     assert_eq!(session.echoed, SIZE);
@@ -242,12 +203,12 @@ fn one_megabyte_each_way_arrives_intact() {
 fn required_client_certificate() {
     let dir = TempDir::new("clientcert");
     default_pki(&dir);
-    make_leaf(&dir.0, "ca", "client", "client.test", 0x2001);
-    make_ca(&dir.0, "otherca");
-    make_leaf(&dir.0, "otherca", "stranger", "stranger.test", 0x3001);
+    make_leaf(&dir, "ca", "client", "client.test", 0x2001);
+    make_ca(&dir, "otherca");
+    make_leaf(&dir, "otherca", "stranger", "stranger.test", 0x3001);
     let mut settings = settings(&dir);
     settings.require_client_cert = true;
-    settings.ca_file = Some(dir.path("ca.crt"));
+    settings.ca_file = Some(dir.join("ca.crt"));
     let acceptor = acceptor(&settings);
     assert!(acceptor.warnings().is_empty(), "{:?}", acceptor.warnings());
     let server = EchoServer::start(acceptor, 3, None, HANDSHAKE_TIME);
@@ -306,7 +267,7 @@ fn without_require_no_client_certificate_is_asked() {
 fn sni_selects_certificate_by_name_and_rejects_escapes() {
     let dir = TempDir::new("sni");
     default_pki(&dir);
-    let sni_dir = dir.path("sni");
+    let sni_dir = dir.join("sni");
     std::fs::create_dir(&sni_dir).expect("create SNI dir");
     make_leaf(
         &sni_dir,
@@ -323,7 +284,7 @@ fn sni_selects_certificate_by_name_and_rejects_escapes() {
         0x4002,
     );
     // A valid certificate just outside DIR: a server name "../x" must not reach it.
-    make_leaf(&dir.0, "ca", "x", "escaped.test", 0x4003);
+    make_leaf(&dir, "ca", "x", "escaped.test", 0x4003);
     let mut settings = settings(&dir);
     settings.sni_path = Some(sni_dir.clone());
     let server = EchoServer::start(acceptor(&settings), 7, None, HANDSHAKE_TIME);
@@ -393,8 +354,8 @@ fn ssl_option_no_tlsv1_2_refuses_tls12() {
 fn ocsp_stapling_default_and_sni() {
     let dir = TempDir::new("ocsp");
     default_pki(&dir);
-    make_ocsp_response(&dir.0, "ca", 0x1001, "default.test", "server.ocsp");
-    let sni_dir = dir.path("sni");
+    make_ocsp_response(&dir, "ca", 0x1001, "default.test", "server.ocsp");
+    let sni_dir = dir.join("sni");
     std::fs::create_dir(&sni_dir).expect("create SNI dir");
     make_leaf(
         &sni_dir,
@@ -411,18 +372,8 @@ fn ocsp_stapling_default_and_sni() {
         "www.example.test.ocsp",
     );
 
-    let expected = |path: &Path| {
-        let out = Command::new("openssl")
-            .args(["ocsp", "-noverify", "-resp_text", "-respin"])
-            .arg(path)
-            .output()
-            .expect("openssl ocsp -respin");
-        let signature = ocsp_signature(&String::from_utf8_lossy(&out.stdout));
-        assert!(!signature.is_empty());
-        signature
-    };
-    let default_signature = expected(&dir.path("server.ocsp"));
-    let sni_signature = expected(&sni_dir.join("www.example.test.ocsp"));
+    let default_signature = file_ocsp_signature(&dir.join("server.ocsp"));
+    let sni_signature = file_ocsp_signature(&sni_dir.join("www.example.test.ocsp"));
 
     let mut settings = settings(&dir);
     settings.sni_path = Some(sni_dir.clone());
@@ -438,7 +389,7 @@ fn ocsp_stapling_default_and_sni() {
     );
     server.next().expect("session");
 
-    acceptor.reload_ocsp(Some(&dir.path("server.ocsp")));
+    acceptor.reload_ocsp(Some(&dir.join("server.ocsp")));
     let out = handshake(&dir, server.port, &["-status"]);
     assert!(
         out.text().contains("OCSP Response Status: successful"),
@@ -481,35 +432,28 @@ fn ocsp_stapling_default_and_sni() {
 fn key_mismatch_and_bad_key_are_start_up_errors() {
     let dir = TempDir::new("badkey");
     default_pki(&dir);
-    make_leaf(&dir.0, "ca", "other", "other.test", 0x6001);
+    make_leaf(&dir, "ca", "other", "other.test", 0x6001);
     let mut settings = settings(&dir);
-    settings.key = Some(dir.path("other.key"));
+    settings.key = Some(dir.join("other.key"));
     let err = TlsAcceptor::new(&settings).expect_err("mismatch");
     assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
     assert!(err.to_string().contains("does not match"), "{err}");
 
-    settings.key = Some(dir.path("missing.key"));
+    settings.key = Some(dir.join("missing.key"));
     let err = TlsAcceptor::new(&settings).expect_err("missing key");
     assert!(
         err.to_string().starts_with(&format!(
             "can't load private key {}",
-            dir.path("missing.key").display()
+            dir.join("missing.key").display()
         )),
         "{err}"
     );
 
     // -K defaults to the -E file: a combined PEM works on its own.
-    let mut combined = std::fs::read(dir.path("server.crt")).expect("read cert");
-    combined.extend(std::fs::read(dir.path("server.key")).expect("read key"));
-    std::fs::write(dir.path("combined.pem"), combined).expect("write combined PEM");
-    TlsAcceptor::new(&TlsSettings::new(dir.path("combined.pem"))).expect("combined PEM");
-}
-
-/// Resident set size of this process in KiB (Linux).
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let mut combined = std::fs::read(dir.join("server.crt")).expect("read cert");
+    combined.extend(std::fs::read(dir.join("server.key")).expect("read key"));
+    std::fs::write(dir.join("combined.pem"), combined).expect("write combined PEM");
+    TlsAcceptor::new(&TlsSettings::new(dir.join("combined.pem"))).expect("combined PEM");
 }
 
 /// Manual leak check (slow: one `s_client` per handshake):
@@ -523,8 +467,8 @@ fn thousand_handshakes_do_not_grow_rss() {
     const TOTAL: usize = 1000;
     let dir = TempDir::new("rss");
     default_pki(&dir);
-    make_ocsp_response(&dir.0, "ca", 0x1001, "default.test", "server.ocsp");
-    let sni_dir = dir.path("sni");
+    make_ocsp_response(&dir, "ca", 0x1001, "default.test", "server.ocsp");
+    let sni_dir = dir.join("sni");
     std::fs::create_dir(&sni_dir).expect("create SNI dir");
     make_leaf(
         &sni_dir,
@@ -535,7 +479,7 @@ fn thousand_handshakes_do_not_grow_rss() {
     );
     let mut settings = settings(&dir);
     settings.sni_path = Some(sni_dir);
-    settings.ocsp_response = Some(dir.path("server.ocsp"));
+    settings.ocsp_response = Some(dir.join("server.ocsp"));
     let server = EchoServer::start(acceptor(&settings), TOTAL, None, HANDSHAKE_TIME);
     let mut warm_rss = 0;
     for i in 0..TOTAL {
@@ -549,10 +493,10 @@ fn thousand_handshakes_do_not_grow_rss() {
         assert!(out.status.success(), "{}", out.text());
         server.next().expect("session");
         if i + 1 == WARM_UP {
-            warm_rss = rss_kib().unwrap_or(0);
+            warm_rss = rss_kib(std::process::id());
         }
     }
-    let end_rss = rss_kib().unwrap_or(0);
+    let end_rss = rss_kib(std::process::id());
     println!("RSS after {WARM_UP} handshakes: {warm_rss} KiB; after {TOTAL}: {end_rss} KiB");
 }
 

@@ -9,53 +9,19 @@ use common::pki::*;
 use common::*;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- certificates
 
-/// The signature lines of the DER response in `path`.
-fn file_ocsp_signature(path: &Path) -> Vec<String> {
-    let out = Command::new("openssl")
-        .args(["ocsp", "-noverify", "-resp_text", "-respin"])
-        .arg(path)
-        .output()
-        .expect("openssl ocsp -respin");
-    let signature = ocsp_signature(&String::from_utf8_lossy(&out.stdout));
-    assert!(!signature.is_empty(), "no signature in {}", path.display());
-    signature
-}
-
-/// A temp dir (holding private keys) removed when the test ends.
-struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A temp dir with CA `ca` and server `server` (CN default.test, serial
 /// 0x1001).
-fn pki(tag: &str) -> Scratch {
-    let dir = Scratch(temp_dir(tag));
+fn pki(tag: &str) -> TempDir {
+    let dir = TempDir::new(tag);
     make_ca(&dir, "ca");
     make_leaf(&dir, "ca", "server", "default.test", 0x1001);
     dir
-}
-
-fn path_str(dir: &Path, name: &str) -> String {
-    dir.join(name).display().to_string()
 }
 
 // ---------------------------------------------------------------- s_client
@@ -80,71 +46,14 @@ fn got(out: &ClientOutput, name: &str) -> bool {
 
 // ---------------------------------------------------------------- pen
 
-/// Starts `pen -f ARGS 127.0.0.1:PORT BACKENDS`.
-fn start_pen(args: &[&str], backends: &[String]) -> Pen {
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut all: Vec<&str> = args.to_vec();
-    all.push(&listen);
-    all.extend(backends.iter().map(String::as_str));
-    Pen::start(port, &all)
-}
-
 /// Starts pen terminating TLS with `dir`'s server certificate and key,
 /// plus `extra` options, in front of `backends`.
-fn start_tls_pen(dir: &Path, extra: &[&str], backends: &[String]) -> Pen {
-    let cert = path_str(dir, "server.crt");
-    let key = path_str(dir, "server.key");
+fn start_tls_pen(dir: &TempDir, extra: &[&str], backends: &[String]) -> Pen {
+    let cert = dir.arg("server.crt");
+    let key = dir.arg("server.key");
     let mut args = vec!["-E", cert.as_str(), "-K", key.as_str()];
     args.extend_from_slice(extra);
-    start_pen(&args, backends)
-}
-
-/// A backend that echoes the first `limit` bytes of each connection, then
-/// closes it (a client that never sends EOF still gets a complete echo).
-struct LimitedEcho {
-    port: u16,
-}
-
-impl LimitedEcho {
-    fn start(limit: usize) -> LimitedEcho {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind echo backend");
-        let port = listener.local_addr().expect("local addr").port();
-        thread::spawn(move || {
-            // One connection per test is all it serves.
-            if let Ok((mut c, _)) = listener.accept() {
-                let _ = c.set_read_timeout(Some(PATIENCE));
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut done = 0;
-                while done < limit {
-                    match c.read(&mut buf[..(limit - done).min(64 * 1024)]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if c.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                            done += n;
-                        }
-                    }
-                }
-                let _ = c.shutdown(Shutdown::Both);
-            }
-        });
-        LimitedEcho { port }
-    }
-
-    fn spec(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-/// Polls `check` every 50 ms until it holds (at most `PATIENCE`).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !check() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
+    Pen::serve(&args, backends)
 }
 
 // ---------------------------------------------------------------- tests
@@ -183,8 +92,8 @@ fn combined_pem_file_is_enough() {
     pem.extend(std::fs::read(dir.join("server.key")).expect("read key"));
     std::fs::write(dir.join("site.pem"), pem).expect("write combined PEM");
     let backend = Backend::start("<web2>", Behaviour::Name);
-    let pem = path_str(&dir, "site.pem");
-    let pen = start_pen(&["-E", &pem], &[backend.spec()]);
+    let pem = dir.arg("site.pem");
+    let pen = Pen::serve(&["-E", &pem], &[backend.spec()]);
     let out = ask_tls(&dir, pen.port, &[]);
     assert!(got(&out, "<web2>"), "{}", out.text());
 }
@@ -193,7 +102,7 @@ fn combined_pem_file_is_enough() {
 fn one_megabyte_each_way_arrives_intact_and_is_counted() {
     const SIZE: usize = 1 << 20;
     let dir = pki("bulk");
-    let echo = LimitedEcho::start(SIZE);
+    let echo = Backend::start("echo", Behaviour::EchoUpTo(SIZE));
     let pen = start_tls_pen(&dir, &[], &[echo.spec()]);
     let data = random_bytes(42, SIZE);
     let out = s_client(&dir, pen.port, &["-quiet"], data.clone());
@@ -222,10 +131,10 @@ fn required_client_certificate_is_checked_against_the_ca_file() {
     make_ca(&dir, "otherca");
     make_leaf(&dir, "otherca", "stranger", "stranger.test", 0x3001);
     let backend = Backend::start("<secret>", Behaviour::Name);
-    let cert = path_str(&dir, "server.crt");
-    let key = path_str(&dir, "server.key");
-    let ca = path_str(&dir, "ca.crt");
-    let pen = start_pen(
+    let cert = dir.arg("server.crt");
+    let key = dir.arg("server.key");
+    let ca = dir.arg("ca.crt");
+    let pen = Pen::serve(
         &["-d", "-E", &cert, "-K", &key, "-G", &ca, "-R"],
         &[backend.spec()],
     );
@@ -417,7 +326,7 @@ fn run_time_changes_apply_to_new_connections() {
     )
     .expect("rewrite config");
     pen.signal("HUP");
-    eventually("TLS 1.2 refused after HUP", || {
+    wait_until(PATIENCE, "TLS 1.2 to be refused after HUP", || {
         !got(&ask_tls(&dir, pen.port, &["-tls1_2"]), "<live>")
     });
     let out = ask_tls(&dir, pen.port, &["-tls1_3", "-status"]);
@@ -430,9 +339,7 @@ fn run_time_changes_apply_to_new_connections() {
 
     std::fs::write(&config, "ssl_ciphers NO-SUCH-CIPHER\n").expect("rewrite config");
     pen.signal("HUP");
-    eventually("the refused cipher list is reported", || {
-        pen.stderr().contains("NO-SUCH-CIPHER")
-    });
+    pen.wait_stderr("NO-SUCH-CIPHER", PATIENCE);
     let log = pen.stderr();
     assert!(
         log.contains("the previous TLS settings stay in use"),
@@ -451,16 +358,15 @@ fn request_log_sees_decrypted_requests() {
     let pen = start_tls_pen(&dir, &["-l", &log_arg], &[backend.spec()]);
     // The backend holds the connection until the client closes: s_client
     // without -ign_eof closes at the end of its input.
-    let child = Command::new("openssl")
-        .args(["s_client", "-quiet", "-connect"])
-        .arg(format!("127.0.0.1:{}", pen.port))
-        .current_dir(&*dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn s_client");
-    let mut guard = ChildGuard(child);
+    let mut guard = ChildGuard::spawn(
+        Command::new("openssl")
+            .args(["s_client", "-quiet", "-connect"])
+            .arg(format!("127.0.0.1:{}", pen.port))
+            .current_dir(&*dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let mut stdin = guard.0.stdin.take().expect("stdin");
     stdin
         .write_all(b"GET /over-tls HTTP/1.0\r\n\r\n")
@@ -477,9 +383,9 @@ fn certificate_problems_stop_pen_at_start() {
     make_leaf(&dir, "ca", "other", "other.test", 0x6001);
     std::fs::write(dir.join("garbage.pem"), "not a certificate\n").expect("write garbage");
     let port = free_port().to_string();
-    let cert = path_str(&dir, "server.crt");
+    let cert = dir.arg("server.crt");
 
-    let missing = path_str(&dir, "missing.pem");
+    let missing = dir.arg("missing.pem");
     let (status, _, err) = run_pen(&["-f", "-E", &missing, &port, "127.0.0.1:9"]);
     assert_eq!(status, Some(1), "{err}");
     assert!(
@@ -487,7 +393,7 @@ fn certificate_problems_stop_pen_at_start() {
         "{err}"
     );
 
-    let garbage = path_str(&dir, "garbage.pem");
+    let garbage = dir.arg("garbage.pem");
     let (status, _, err) = run_pen(&["-f", "-E", &garbage, &port, "127.0.0.1:9"]);
     assert_eq!(status, Some(1), "{err}");
     assert!(
@@ -495,7 +401,7 @@ fn certificate_problems_stop_pen_at_start() {
         "{err}"
     );
 
-    let other_key = path_str(&dir, "other.key");
+    let other_key = dir.arg("other.key");
     let (status, _, err) = run_pen(&["-f", "-E", &cert, "-K", &other_key, &port, "127.0.0.1:9"]);
     assert_eq!(status, Some(1), "{err}");
     assert!(err.contains("does not match"), "{err}");
@@ -512,17 +418,6 @@ fn certificate_problems_stop_pen_at_start() {
     ]);
     assert_eq!(status, Some(1), "{err}");
     assert!(err.contains("unknown ssl_option 'no_tlsv1.3'"), "{err}");
-}
-
-/// Resident set size of process `pid` in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// Manual leak check (slow: one `s_client` per connection):
@@ -572,7 +467,7 @@ fn http_mode_announces_https() {
     let dir = pki("xfp");
     let request = b"GET /secure HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
     let want = b"GET /secure HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\nX-Forwarded-For: 127.0.0.1\r\n\r\n";
-    let echo = LimitedEcho::start(want.len());
+    let echo = Backend::start("echo", Behaviour::EchoUpTo(want.len()));
     let pen = start_tls_pen(&dir, &["-H"], &[echo.spec()]);
     let out = s_client(&dir, pen.port, &["-quiet"], request);
     let got = String::from_utf8_lossy(&out.stdout).into_owned();

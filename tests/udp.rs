@@ -8,140 +8,8 @@ use common::*;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
-
-/// Every datagram a backend got: (source address, payload).
-type Seen = Arc<Mutex<Vec<(SocketAddr, Vec<u8>)>>>;
-
-/// A UDP backend answering each datagram with `NAME|payload`; a payload
-/// starting with `multi` gets three answers `NAME|1|payload` .. `NAME|3|..`.
-/// Records the source address of every datagram it got.
-struct UdpBackend {
-    addr: SocketAddr,
-    seen: Seen,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl UdpBackend {
-    fn start(name: &str) -> UdpBackend {
-        UdpBackend::start_on("127.0.0.1:0", name)
-    }
-
-    fn start_on(bind: &str, name: &str) -> UdpBackend {
-        let sock = UdpSocket::bind(bind).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let addr = sock.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen: Seen = Arc::new(Mutex::new(Vec::new()));
-        let (st, sn, n) = (Arc::clone(&stop), Arc::clone(&seen), name.to_string());
-        let thread = thread::spawn(move || {
-            let mut buf = vec![0u8; 65536];
-            while !st.load(Ordering::SeqCst) {
-                let Ok((len, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let data = buf[..len].to_vec();
-                sn.lock().unwrap().push((from, data.clone()));
-                if data.starts_with(b"multi") {
-                    for i in 1..=3 {
-                        let mut r = format!("{n}|{i}|").into_bytes();
-                        r.extend_from_slice(&data);
-                        let _ = sock.send_to(&r, from);
-                    }
-                } else {
-                    let mut r = format!("{n}|").into_bytes();
-                    r.extend_from_slice(&data);
-                    let _ = sock.send_to(&r, from);
-                }
-            }
-        });
-        UdpBackend {
-            addr,
-            seen,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// `host:port` as pen's command line wants it.
-    fn spec(&self) -> String {
-        match self.addr {
-            SocketAddr::V4(a) => a.to_string(),
-            SocketAddr::V6(a) => format!("[{}]:{}", a.ip(), a.port()),
-        }
-    }
-
-    /// Source addresses of the datagrams whose payload starts with `prefix`.
-    fn sources(&self, prefix: &str) -> Vec<SocketAddr> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, d)| d.starts_with(prefix.as_bytes()))
-            .map(|(a, _)| *a)
-            .collect()
-    }
-
-    /// Closes the socket: later datagrams draw ICMP port unreachable.
-    fn kill(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-impl Drop for UdpBackend {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A UDP port nobody listens on: datagrams to it draw port unreachable.
-fn dead_udp_spec() -> String {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().to_string()
-}
-
-fn ipv6_available() -> bool {
-    UdpSocket::bind("[::1]:0").is_ok()
-}
-
-/// A free UDP port (bound and released).
-fn free_udp_port(bind: &str) -> u16 {
-    UdpSocket::bind(bind).unwrap().local_addr().unwrap().port()
-}
-
-/// Starts `pen -f -U ARGS` and waits until it has bound UDP `port`.
-fn start_udp(port: u16, args: &[&str]) -> Pen {
-    let mut full = vec!["-U"];
-    full.extend_from_slice(args);
-    let mut pen = Pen::spawn(&full);
-    pen.port = port;
-    let bound = poll_until(|| {
-        if let Ok(Some(st)) = pen.child.try_wait() {
-            panic!("pen exited with {st}: {}", pen.stderr());
-        }
-        is_udp_bound(port)
-    });
-    assert!(bound, "pen did not bind UDP port {port}");
-    pen
-}
-
-/// pen on 127.0.0.1 with the given extra options and backends.
-fn start_pen(extra: &[&str], backends: &[String]) -> Pen {
-    let port = free_udp_port("127.0.0.1:0");
-    let listen = format!("127.0.0.1:{port}");
-    let mut args: Vec<&str> = extra.to_vec();
-    args.push(&listen);
-    args.extend(backends.iter().map(|s| s.as_str()));
-    start_udp(port, &args)
-}
+use std::thread;
+use std::time::Duration;
 
 /// A client socket on `src` connected to `to` (so only datagrams from
 /// exactly `to` are received), with a read timeout.
@@ -152,6 +20,7 @@ fn client(src: &str, to: SocketAddr) -> UdpSocket {
     s
 }
 
+/// The next datagram as text (None if none came in time).
 fn recv_text(s: &UdpSocket) -> Option<String> {
     let mut buf = vec![0u8; 65536];
     let n = s.recv(&mut buf).ok()?;
@@ -172,65 +41,10 @@ fn ask_new(src: &str, port: u16, payload: &str) -> Option<String> {
     ask(&client(src, local(port)), payload)
 }
 
-/// Sends SIGUSR1 and returns the statistics report it printed.
-fn stats(pen: &Pen) -> String {
-    let before = pen.stdout().matches("pen-stats ").count();
-    pen.signal("USR1");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = pen.stdout();
-        // The report is written with one write(2) and ends with a newline.
-        if out.matches("pen-stats ").count() > before && out.ends_with('\n') {
-            let start = out.rfind("pen-stats ").unwrap_or(0);
-            return out[start..].to_string();
-        }
-        assert!(Instant::now() < deadline, "no statistics from pen");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `key=value` from the first line of `report` starting with `prefix`.
-fn field(report: &str, prefix: &str, key: &str) -> String {
-    let line = report
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .unwrap_or_else(|| panic!("no line '{prefix}' in\n{report}"));
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
-        .to_string()
-}
-
-fn num(report: &str, prefix: &str, key: &str) -> u64 {
-    field(report, prefix, key).parse().unwrap()
-}
-
-/// Polls the statistics until `ok` holds; the last report.
-fn stats_until(pen: &Pen, within: Duration, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let r = stats(pen);
-        if ok(&r) || Instant::now() > deadline {
-            return r;
-        }
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn farm(n: usize) -> Vec<UdpBackend> {
-    (0..n)
-        .map(|i| UdpBackend::start(&format!("S{i}")))
-        .collect()
-}
-
-fn specs(b: &[UdpBackend]) -> Vec<String> {
-    b.iter().map(|b| b.spec()).collect()
-}
-
 #[test]
 fn tracking_keeps_each_client_address_on_its_server() {
-    let b = farm(3);
-    let pen = start_pen(&[], &specs(&b));
+    let b = UdpBackend::farm(3);
+    let pen = Pen::serve_udp(&[], &specs(&b));
     let order = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
     let first: Vec<_> = order
         .iter()
@@ -255,8 +69,8 @@ fn tracking_keeps_each_client_address_on_its_server() {
 
 #[test]
 fn roundrobin_flag_places_every_new_session() {
-    let b = farm(3);
-    let pen = start_pen(&["-r"], &specs(&b));
+    let b = UdpBackend::farm(3);
+    let pen = Pen::serve_udp(&["-r"], &specs(&b));
     let got: Vec<_> = (0..4)
         .map(|i| ask_new("127.0.0.1", pen.port, &format!("rr {i}")).unwrap())
         .collect();
@@ -271,8 +85,8 @@ fn roundrobin_flag_places_every_new_session() {
 
 #[test]
 fn replies_keep_datagram_boundaries_multiple_replies_and_big_datagrams() {
-    let b = farm(1);
-    let pen = start_pen(&[], &specs(&b));
+    let b = UdpBackend::farm(1);
+    let pen = Pen::serve_udp(&[], &specs(&b));
     let c = client("127.0.0.4", local(pen.port));
     c.send(b"multi-reply").unwrap();
     for i in 1..=3 {
@@ -291,8 +105,8 @@ fn replies_keep_datagram_boundaries_multiple_replies_and_big_datagrams() {
 
 #[test]
 fn idle_session_is_freed_and_bytes_are_counted_both_ways() {
-    let b = farm(2);
-    let pen = start_pen(&["-o", "idle_timeout 1"], &specs(&b));
+    let b = UdpBackend::farm(2);
+    let pen = Pen::serve_udp(&["-o", "idle_timeout 1"], &specs(&b));
     let c = client("127.0.0.1", local(pen.port));
     assert_eq!(ask(&c, "ping").as_deref(), Some("S1"));
     assert_eq!(ask(&c, "ping").as_deref(), Some("S1"));
@@ -300,20 +114,18 @@ fn idle_session_is_freed_and_bytes_are_counted_both_ways() {
     // the first datagram included (pen counted neither, Q22). The session
     // may already have expired here; the server totals are the same either
     // way (live sessions count in them).
-    let r = stats(&pen);
-    assert_eq!(num(&r, "server index=1 ", "sent"), 8, "{r}");
-    assert_eq!(num(&r, "server index=1 ", "received"), 14, "{r}");
-    let r = stats_until(&pen, Duration::from_secs(10), |r| {
-        num(r, "pen-stats", "connections") == 0
-    });
-    assert_eq!(num(&r, "pen-stats", "connections"), 0, "{r}");
-    assert_eq!(num(&r, "server index=1 ", "conns"), 0, "{r}");
+    let r = pen.stats();
+    assert_eq!(report_num(&r, "server index=1 ", "sent"), 8, "{r}");
+    assert_eq!(report_num(&r, "server index=1 ", "received"), 14, "{r}");
+    let r = pen.stats_until(DEADLINE, |r| report_num(r, "pen-stats", "connections") == 0);
+    assert_eq!(report_num(&r, "pen-stats", "connections"), 0, "{r}");
+    assert_eq!(report_num(&r, "server index=1 ", "conns"), 0, "{r}");
     assert!(!r.contains("connection index="), "{r}");
-    assert_eq!(num(&r, "server index=1 ", "sent"), 8, "{r}");
-    assert_eq!(num(&r, "server index=1 ", "received"), 14, "{r}");
+    assert_eq!(report_num(&r, "server index=1 ", "sent"), 8, "{r}");
+    assert_eq!(report_num(&r, "server index=1 ", "received"), 14, "{r}");
     // Client totals are settled when the session ends, as for TCP pairs.
-    assert_eq!(num(&r, "client index=0 ", "received"), 8, "{r}");
-    assert_eq!(num(&r, "client index=0 ", "sent"), 14, "{r}");
+    assert_eq!(report_num(&r, "client index=0 ", "received"), 8, "{r}");
+    assert_eq!(report_num(&r, "client index=0 ", "sent"), 14, "{r}");
     // The next datagram opens a new session: same server, new pen port.
     assert_eq!(ask(&c, "ping-after").as_deref(), Some("S1"));
     let old = b[1].sources("ping");
@@ -323,27 +135,35 @@ fn idle_session_is_freed_and_bytes_are_counted_both_ways() {
 
 #[test]
 fn sessions_show_in_the_statistics_while_they_live() {
-    let b = farm(2);
-    let pen = start_pen(&[], &specs(&b));
+    let b = UdpBackend::farm(2);
+    let pen = Pen::serve_udp(&[], &specs(&b));
     let c1 = client("127.0.0.1", local(pen.port));
     let c2 = client("127.0.0.2", local(pen.port));
     assert_eq!(ask(&c1, "a").as_deref(), Some("S1"));
     assert_eq!(ask(&c2, "b").as_deref(), Some("S0"));
-    let r = stats(&pen);
-    assert_eq!(num(&r, "pen-stats", "connections"), 2, "{r}");
-    assert_eq!(num(&r, "server index=0 ", "conns"), 1, "{r}");
-    assert_eq!(num(&r, "server index=1 ", "conns"), 1, "{r}");
-    assert_eq!(field(&r, "connection index=0 ", "server"), "1", "{r}");
-    assert_eq!(field(&r, "connection index=0 ", "client_fd"), "-1", "{r}");
-    assert_eq!(field(&r, "connection index=0 ", "state"), "2", "{r}");
+    let r = pen.stats();
+    assert_eq!(report_num(&r, "pen-stats", "connections"), 2, "{r}");
+    assert_eq!(report_num(&r, "server index=0 ", "conns"), 1, "{r}");
+    assert_eq!(report_num(&r, "server index=1 ", "conns"), 1, "{r}");
+    assert_eq!(
+        report_field(&r, "connection index=0 ", "server"),
+        "1",
+        "{r}"
+    );
+    assert_eq!(
+        report_field(&r, "connection index=0 ", "client_fd"),
+        "-1",
+        "{r}"
+    );
+    assert_eq!(report_field(&r, "connection index=0 ", "state"), "2", "{r}");
 }
 
 #[test]
 fn unreachable_server_is_blacklisted_and_its_clients_fail_over() {
     let mut b0 = UdpBackend::start("S0");
     let b2 = UdpBackend::start("S2");
-    let backends = vec![b0.spec(), dead_udp_spec(), b2.spec()];
-    let pen = start_pen(&[], &backends);
+    let backends = vec![b0.spec(), unreachable_udp_spec(), b2.spec()];
+    let pen = Pen::serve_udp(&[], &backends);
     // The first new client is placed on server 1, which is down: the
     // datagram is resent to server 2 and answered from there.
     assert_eq!(
@@ -355,9 +175,13 @@ fn unreachable_server_is_blacklisted_and_its_clients_fail_over() {
         err.contains("blacklisting server 1 because of connect failure"),
         "{err}"
     );
-    let r = stats(&pen);
-    assert_eq!(field(&r, "server index=1 ", "status"), "blacklisted", "{r}");
-    assert_eq!(num(&r, "server index=1 ", "conns"), 0, "{r}");
+    let r = pen.stats();
+    assert_eq!(
+        report_field(&r, "server index=1 ", "status"),
+        "blacklisted",
+        "{r}"
+    );
+    assert_eq!(report_num(&r, "server index=1 ", "conns"), 0, "{r}");
     // The client is now remembered on server 2; new clients skip server 1.
     assert_eq!(ask_new("127.0.0.1", pen.port, "x").as_deref(), Some("S2"));
     assert_eq!(ask_new("127.0.0.2", pen.port, "x").as_deref(), Some("S2"));
@@ -375,15 +199,15 @@ fn unreachable_server_is_blacklisted_and_its_clients_fail_over() {
 #[test]
 fn emergency_server_takes_over_when_the_only_server_is_down() {
     let e = UdpBackend::start("E");
-    let pen = start_pen(&["-e", &e.spec()], &[dead_udp_spec()]);
+    let pen = Pen::serve_udp(&["-e", &e.spec()], &[unreachable_udp_spec()]);
     assert_eq!(ask_new("127.0.0.1", pen.port, "help").as_deref(), Some("E"));
 }
 
 #[test]
 fn stubborn_does_not_fail_over() {
-    let b = farm(2);
-    let backends = vec![b[0].spec(), dead_udp_spec()];
-    let pen = start_pen(&["-s"], &backends);
+    let b = UdpBackend::farm(2);
+    let backends = vec![b[0].spec(), unreachable_udp_spec()];
+    let pen = Pen::serve_udp(&["-s"], &backends);
     // First new client -> server 1 (down): no answer, no failover.
     let c = client("127.0.0.1", local(pen.port));
     c.set_read_timeout(Some(Duration::from_millis(500)))
@@ -395,8 +219,8 @@ fn stubborn_does_not_fail_over() {
 #[test]
 fn full_session_table_evicts_the_least_recently_used_session() {
     // The table holds conn_max (-x, default 500) sessions.
-    let b = farm(1);
-    let pen = start_pen(&[], &specs(&b));
+    let b = UdpBackend::farm(1);
+    let pen = Pen::serve_udp(&[], &specs(&b));
     let first = client("127.0.0.1", local(pen.port));
     assert_eq!(ask(&first, "first").as_deref(), Some("S0"));
     let mut others = Vec::new();
@@ -405,9 +229,9 @@ fn full_session_table_evicts_the_least_recently_used_session() {
         assert_eq!(ask(&c, &format!("other {i}")).as_deref(), Some("S0"));
         others.push(c);
     }
-    let r = stats(&pen);
-    assert_eq!(num(&r, "pen-stats", "connections"), 500, "{r}");
-    assert_eq!(num(&r, "server index=0 ", "conns"), 500, "{r}");
+    let r = pen.stats();
+    assert_eq!(report_num(&r, "pen-stats", "connections"), 500, "{r}");
+    assert_eq!(report_num(&r, "server index=0 ", "conns"), 500, "{r}");
     // The first session was the least recently used: it was evicted, so
     // the client's next datagram comes from a new pen port.
     assert_eq!(ask(&first, "first-again").as_deref(), Some("S0"));
@@ -421,8 +245,8 @@ fn full_session_table_evicts_the_least_recently_used_session() {
 
 #[test]
 fn ten_thousand_datagrams_from_100_clients_none_lost_or_misdelivered() {
-    let b = farm(2);
-    let pen = start_pen(&[], &specs(&b));
+    let b = UdpBackend::farm(2);
+    let pen = Pen::serve_udp(&[], &specs(&b));
     let port = pen.port;
     let threads: Vec<_> = (0..10)
         .map(|t| {
@@ -470,29 +294,31 @@ fn ten_thousand_datagrams_from_100_clients_none_lost_or_misdelivered() {
     }
     assert_eq!(lost, 0, "datagrams lost");
     assert_eq!(wrong, 0, "datagrams misdelivered");
-    let total: usize = b.iter().map(|b| b.seen.lock().unwrap().len()).sum();
+    let total: usize = b.iter().map(UdpBackend::received).sum();
     assert_eq!(total, 10_000);
     // Tracking spread the 100 client addresses over both servers.
-    assert!(b.iter().all(|b| !b.seen.lock().unwrap().is_empty()));
-    let r = stats(&pen);
-    assert_eq!(num(&r, "pen-stats", "connections"), 100, "{r}");
-    let sent = num(&r, "server index=0 ", "sent") + num(&r, "server index=1 ", "sent");
-    let received = num(&r, "server index=0 ", "received") + num(&r, "server index=1 ", "received");
+    assert!(b.iter().all(|b| b.received() > 0));
+    let r = pen.stats();
+    assert_eq!(report_num(&r, "pen-stats", "connections"), 100, "{r}");
+    let sent =
+        report_num(&r, "server index=0 ", "sent") + report_num(&r, "server index=1 ", "sent");
+    let received = report_num(&r, "server index=0 ", "received")
+        + report_num(&r, "server index=1 ", "received");
     assert_eq!(sent, req, "{r}");
     assert_eq!(received, rep, "{r}");
 }
 
 #[test]
 fn ipv6_listener_and_servers() {
-    if !ipv6_available() {
+    if !ipv6_loopback() {
         eprintln!("skipped: ::1 is not available");
         return;
     }
     let b0 = UdpBackend::start("S0");
     let b1 = UdpBackend::start_on("[::1]:0", "S1");
-    let port = free_udp_port("[::1]:0");
+    let port = free_udp_port("::1");
     let listen = format!("[::1]:{port}");
-    let pen = start_udp(port, &["-r", &listen, &b0.spec(), &b1.spec()]);
+    let pen = Pen::start_udp(port, &["-r", &listen, &b0.spec(), &b1.spec()]);
     let to: SocketAddr = format!("[::1]:{port}").parse().unwrap();
     let got: Vec<_> = (0..2)
         .map(|i| ask(&client("::1", to), &format!("v6 {i}")).unwrap())
@@ -506,10 +332,10 @@ fn ipv6_listener_and_servers() {
 
 #[test]
 fn wildcard_listener_replies_from_the_address_the_client_wrote_to() {
-    let b = farm(1);
-    let port = free_udp_port("0.0.0.0:0");
+    let b = UdpBackend::farm(1);
+    let port = free_udp_port("0.0.0.0");
     let listen = format!("0.0.0.0:{port}");
-    let _pen = start_udp(port, &[&listen, &b[0].spec()]);
+    let _pen = Pen::start_udp(port, &[&listen, &b[0].spec()]);
     for to in ["127.0.0.7", "127.0.0.1", "127.3.4.5"] {
         // A connected client only accepts datagrams from `to`:port.
         let c = client("127.0.0.5", format!("{to}:{port}").parse().unwrap());
@@ -519,14 +345,14 @@ fn wildcard_listener_replies_from_the_address_the_client_wrote_to() {
 
 #[test]
 fn dual_stack_wildcard_listener_serves_ipv4_and_ipv6_clients() {
-    if !ipv6_available() {
+    if !ipv6_loopback() {
         eprintln!("skipped: ::1 is not available");
         return;
     }
-    let b = farm(1);
-    let port = free_udp_port("[::]:0");
+    let b = UdpBackend::farm(1);
+    let port = free_udp_port("::");
     let listen = format!("[::]:{port}");
-    let _pen = start_udp(port, &[&listen, &b[0].spec()]);
+    let _pen = Pen::start_udp(port, &[&listen, &b[0].spec()]);
     let c4 = client("127.0.0.5", format!("127.0.0.9:{port}").parse().unwrap());
     assert_eq!(ask(&c4, "v4").as_deref(), Some("S0"));
     let c6 = client("::1", format!("[::1]:{port}").parse().unwrap());
@@ -535,15 +361,15 @@ fn dual_stack_wildcard_listener_serves_ipv4_and_ipv6_clients() {
 
 #[test]
 fn request_log_records_every_datagram() {
-    let b = farm(1);
-    let dir = temp_dir("udplog");
+    let b = UdpBackend::farm(1);
+    let dir = TempDir::new("udplog");
     let log = dir.join("pen.log");
     let log_s = log.to_str().unwrap().to_string();
-    let pen = start_pen(&["-l", &log_s], &specs(&b));
+    let pen = Pen::serve_udp(&["-l", &log_s], &specs(&b));
     let c = client("127.0.0.6", local(pen.port));
     assert!(ask(&c, "first query").is_some());
     assert!(ask(&c, "second query").is_some());
-    let text = wait_file_contains(&log, "second query", Duration::from_secs(5));
+    let text = wait_file_contains(&log, "second query", DEADLINE);
     assert!(text.contains("127.0.0.6 "), "{text}");
     assert!(text.contains(" 127.0.0.1 first query\n"), "{text}");
     assert!(text.contains(" 127.0.0.1 second query\n"), "{text}");
@@ -555,16 +381,10 @@ fn works_after_dropping_privileges() {
         eprintln!("skipped: needs root to test -u");
         return;
     }
-    let b = farm(2);
-    let port = free_udp_port("127.0.0.1:0");
-    let listen = format!("127.0.0.1:{port}");
-    let mut full = vec!["-U", "-u", "nobody", &listen];
-    let s = specs(&b);
-    full.extend(s.iter().map(|s| s.as_str()));
-    let mut pen = Pen::spawn(&full);
-    poll_until(|| is_udp_bound(port) || pen.wait_exit(Duration::from_millis(10)).is_some());
-    let err = pen.stderr();
-    assert!(is_udp_bound(port), "pen did not start: {err}");
+    let b = UdpBackend::farm(2);
+    // Panics with pen's stderr if pen does not start.
+    let pen = Pen::serve_udp(&["-u", "nobody"], &specs(&b));
+    let port = pen.port;
     let c = client("127.0.0.1", local(port));
     assert_eq!(ask(&c, "as nobody").as_deref(), Some("S1"));
     assert_eq!(ask(&c, "as nobody").as_deref(), Some("S1"));
@@ -577,16 +397,16 @@ fn works_after_dropping_privileges() {
 
 #[test]
 fn sigterm_ends_udp_mode() {
-    let b = farm(1);
-    let mut pen = start_pen(&[], &specs(&b));
+    let b = UdpBackend::farm(1);
+    let mut pen = Pen::serve_udp(&[], &specs(&b));
     assert!(ask_new("127.0.0.1", pen.port, "x").is_some());
     pen.signal("TERM");
-    assert_eq!(pen.wait_exit(Duration::from_secs(10)), Some(0));
+    assert_eq!(pen.wait_exit(DEADLINE), Some(0));
 }
 
 #[test]
 fn unix_listener_is_refused_in_udp_mode() {
-    let dir = temp_dir("udpunix");
+    let dir = TempDir::new("udpunix");
     let path = dir.join("sock");
     let (code, _, err) = run_pen(&["-f", "-U", path.to_str().unwrap(), "127.0.0.1:9"]);
     assert_eq!(code, Some(1), "{err}");

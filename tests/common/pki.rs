@@ -2,22 +2,22 @@
 //! responses made with the `openssl` command in a test's directory, and
 //! `openssl s_client` as the TLS client.
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use super::process::run_command;
 
 /// Generous bound for anything a TLS test waits for.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Runs `openssl ARGS` in `dir`; panics with its stderr if it fails.
 pub fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run openssl");
+    let out = run_command(
+        Command::new("openssl").args(args).current_dir(dir),
+        Vec::new(),
+        PATIENCE,
+    );
     assert!(
         out.status.success(),
         "openssl {args:?} failed: {}",
@@ -156,16 +156,18 @@ pub fn ocsp_signature(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Kills the child if a test fails before it exits.
-pub struct ChildGuard(pub Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+/// The signature lines of the DER OCSP response in file `path`.
+pub fn file_ocsp_signature(path: &Path) -> Vec<String> {
+    let out = run_command(
+        Command::new("openssl")
+            .args(["ocsp", "-noverify", "-resp_text", "-respin"])
+            .arg(path),
+        Vec::new(),
+        PATIENCE,
+    );
+    let signature = ocsp_signature(&String::from_utf8_lossy(&out.stdout));
+    assert!(!signature.is_empty(), "no signature in {}", path.display());
+    signature
 }
 
 /// What an `openssl s_client` run printed.
@@ -176,6 +178,7 @@ pub struct ClientOutput {
 }
 
 impl ClientOutput {
+    /// stdout and stderr together, for searching and failure messages.
     pub fn text(&self) -> String {
         format!("{}\n{}", String::from_utf8_lossy(&self.stdout), self.stderr)
     }
@@ -193,46 +196,19 @@ impl ClientOutput {
 /// Runs `openssl s_client -connect 127.0.0.1:port ARGS` in `dir`, feeding
 /// `input` on stdin (then EOF), and collects its output.
 pub fn run_s_client(dir: &Path, port: u16, args: &[&str], input: Vec<u8>) -> ClientOutput {
-    let child = Command::new("openssl")
-        .arg("s_client")
-        .arg("-connect")
-        .arg(format!("127.0.0.1:{port}"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn openssl s_client");
-    let mut guard = ChildGuard(child);
-    let mut stdin = guard.0.stdin.take().expect("stdin pipe");
-    let mut stdout = guard.0.stdout.take().expect("stdout pipe");
-    let mut stderr = guard.0.stderr.take().expect("stderr pipe");
-    let writer = thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out_reader = thread::spawn(move || {
-        let mut data = Vec::new();
-        let _ = stdout.read_to_end(&mut data);
-        data
-    });
-    let err_reader = thread::spawn(move || {
-        let mut data = Vec::new();
-        let _ = stderr.read_to_end(&mut data);
-        data
-    });
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = guard.0.try_wait().expect("wait for s_client") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "s_client did not finish");
-        thread::sleep(Duration::from_millis(10));
-    };
-    let _ = writer.join();
+    let out = run_command(
+        Command::new("openssl")
+            .arg("s_client")
+            .arg("-connect")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .current_dir(dir),
+        input,
+        PATIENCE,
+    );
     ClientOutput {
-        status,
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: String::from_utf8_lossy(&err_reader.join().expect("stderr reader")).into_owned(),
+        status: out.status,
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
