@@ -62,7 +62,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,7 +126,7 @@ pub fn spawn(
     listener: OwnedFd,
     filters: Arc<FilterFactory>,
 ) -> Result<std::thread::JoinHandle<()>, UdpError> {
-    let local = match socket::local_addr(listener.as_raw_fd()).map_err(UdpError::Listener)? {
+    let local = match socket::local_addr(listener.as_fd()).map_err(UdpError::Listener)? {
         PeerAddr::Inet(a) => a,
         PeerAddr::Unix(_) => return Err(UdpError::NotInet),
     };

@@ -8,16 +8,6 @@ use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Sends one command over a raw TCP connection; the reply bytes.
-fn ctl(port: u16, cmd: &str) -> String {
-    let mut s = TcpStream::connect(local(port)).unwrap();
-    s.set_read_timeout(Some(DEADLINE)).unwrap();
-    s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
 /// Backends, the pen in front of them, and its control port.
 struct Farm {
     backends: Vec<Backend>,

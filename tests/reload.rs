@@ -4,24 +4,13 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
-
-fn ctl(port: u16, cmd: &str) -> String {
-    let mut s = TcpStream::connect(local(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
+use std::net::TcpListener;
 
 struct Running {
     pen: Pen,
     cport: u16,
     cfg: std::path::PathBuf,
-    dir: std::path::PathBuf,
+    dir: TempDir,
     _backends: Vec<Backend>,
 }
 
@@ -29,8 +18,8 @@ fn start(first_config: &str) -> Running {
     let backends: Vec<Backend> = (0..2)
         .map(|i| Backend::start(&format!("S{i}"), Behaviour::Name))
         .collect();
-    let dir = temp_dir("reload");
-    let cfg = dir.join("pen.cfg");
+    let dir = TempDir::new("reload");
+    let cfg = dir.path().join("pen.cfg");
     let mut text = String::new();
     for (i, b) in backends.iter().enumerate() {
         text.push_str(&format!("server {i} address 127.0.0.1 port {}\n", b.port));
@@ -72,7 +61,9 @@ fn hup_with_a_failing_last_line_changes_nothing() {
     .unwrap();
     r.pen.signal("HUP");
     let needle = format!("{}:5:", r.cfg.display());
-    wait_until("the reload error", || r.pen.stderr().contains(&needle));
+    wait_until(DEADLINE, "the reload error", || {
+        r.pen.stderr().contains(&needle)
+    });
     let err = r.pen.stderr();
     assert!(err.contains("running configuration kept"), "{err}");
     assert!(err.contains("/nonexistent/dir/x"), "{err}");
@@ -94,7 +85,9 @@ fn hup_with_a_failing_last_line_changes_nothing() {
     )
     .unwrap();
     r.pen.signal("HUP");
-    wait_until("the fixed reload", || ctl(r.cport, "timeout") == "7\n");
+    wait_until(DEADLINE, "the fixed reload", || {
+        ctl(r.cport, "timeout") == "7\n"
+    });
     assert_eq!(
         ctl(r.cport, "mode"),
         "hash no roundrobin no stubborn no weight no prio\n"
@@ -116,7 +109,9 @@ fn a_listen_that_cannot_bind_keeps_the_old_listener_and_settings() {
     .unwrap();
     r.pen.signal("HUP");
     let needle = format!("{}:3:", r.cfg.display());
-    wait_until("the reload error", || r.pen.stderr().contains(&needle));
+    wait_until(DEADLINE, "the reload error", || {
+        r.pen.stderr().contains(&needle)
+    });
     assert_eq!(ctl(r.cport, "blacklist"), "30\n");
     // The listener bound by line 2 was closed with the failed batch.
     assert!(!is_listening(new_port));
@@ -144,7 +139,7 @@ fn include_over_the_control_port_is_one_transaction() {
     // The `write` of the failed batch left no file behind.
     assert!(!out.exists());
     assert_eq!(
-        std::fs::read_dir(&r.dir)
+        std::fs::read_dir(r.dir.path())
             .unwrap()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().contains("pen-tmp"))
@@ -177,7 +172,7 @@ fn relay_yield_works_on_the_control_port_and_survives_write_and_hup() {
     // The written file restores it on HUP after a run-time change.
     assert_eq!(ctl(r.cport, "relay_yield"), "");
     r.pen.signal("HUP");
-    wait_until("the reload", || {
+    wait_until(DEADLINE, "the reload", || {
         ctl(r.cport, &format!("write {}", saved.display()));
         std::fs::read_to_string(&saved)
             .unwrap_or_default()

@@ -131,11 +131,10 @@ fn connect_timeout_blacklists_and_fails_over() {
     // to it hangs, like a black-holed host.
     let full =
         pen::sys::socket::bind_inet(&local(0), pen::sys::socket::Kind::Stream, 0, false).unwrap();
-    let full_port =
-        match pen::sys::socket::local_addr(std::os::fd::AsRawFd::as_raw_fd(&full)).unwrap() {
-            pen::sys::socket::PeerAddr::Inet(a) => a.port(),
-            other => panic!("{other:?}"),
-        };
+    let full_port = match pen::sys::socket::local_addr(std::os::fd::AsFd::as_fd(&full)).unwrap() {
+        pen::sys::socket::PeerAddr::Inet(a) => a.port(),
+        other => panic!("{other:?}"),
+    };
     let mut fillers = Vec::new();
     for _ in 0..3 {
         if let Ok(c) =

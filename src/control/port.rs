@@ -1,7 +1,7 @@
 //! The control port (`-C`, `man/penctl.1`): one command per connection,
 //! served on its own short-lived thread with a deadline.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::Origin;
@@ -47,7 +47,7 @@ pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
         if left.is_zero() {
             return;
         }
-        match sys::poll::wait_one(fd.as_raw_fd(), sys::poll::IN, Some(left)) {
+        match sys::poll::wait_one(fd.as_fd(), sys::poll::IN, Some(left)) {
             Ok(0) if !buf.is_empty() => break,
             Ok(0) => return,
             Ok(_) => {}
@@ -72,8 +72,7 @@ pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
         match sys::socket::write(fd.as_fd(), rest) {
             Ok(n) => rest = &rest[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if sys::poll::wait_one(fd.as_raw_fd(), sys::poll::OUT, Some(left)).unwrap_or(0) == 0
-                {
+                if sys::poll::wait_one(fd.as_fd(), sys::poll::OUT, Some(left)).unwrap_or(0) == 0 {
                     return;
                 }
             }

@@ -82,9 +82,9 @@ pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> 
 }
 
 /// Waits for one descriptor; returns its revents (0 on timeout).
-pub fn wait_one(fd: RawFd, events: i16, timeout: Option<Duration>) -> io::Result<i16> {
+pub fn wait_one(fd: BorrowedFd<'_>, events: i16, timeout: Option<Duration>) -> io::Result<i16> {
     let mut p = [PollFd(libc::pollfd {
-        fd,
+        fd: fd.as_raw_fd(),
         events,
         revents: 0,
     })];

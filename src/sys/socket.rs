@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -241,14 +241,14 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, PeerAddr)> {
 }
 
 /// The local address of a socket.
-pub fn local_addr(fd: RawFd) -> io::Result<PeerAddr> {
+pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<PeerAddr> {
     // SAFETY: sockaddr_storage is plain old data.
     let mut storage: libc::sockaddr_storage = unsafe { zeroed() };
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: storage/len are a valid out-buffer.
     unsafe {
         syscall!(getsockname(
-            fd,
+            fd.as_raw_fd(),
             (&mut storage as *mut libc::sockaddr_storage).cast(),
             &mut len
         ))?
@@ -268,7 +268,7 @@ pub struct ConnectOptions {
 }
 
 fn wait_connected(sock: OwnedFd, timeout: Duration) -> io::Result<OwnedFd> {
-    let revents = poll::wait_one(sock.as_raw_fd(), poll::OUT, Some(timeout))?;
+    let revents = poll::wait_one(sock.as_fd(), poll::OUT, Some(timeout))?;
     if revents == 0 {
         return Err(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"));
     }

@@ -309,7 +309,7 @@ mod tests {
         let s = connect(&addr, None, false).unwrap();
         super::super::socket::write(s.as_fd(), b"x").unwrap();
         let revents = super::super::poll::wait_one(
-            s.as_raw_fd(),
+            s.as_fd(),
             super::super::poll::IN,
             Some(std::time::Duration::from_secs(5)),
         )
@@ -329,7 +329,7 @@ mod tests {
         let s = connect(&peer.local_addr().unwrap(), None, false).unwrap();
         super::super::socket::shutdown(s.as_fd(), super::super::socket::Shutdown::Both);
         let revents = super::super::poll::wait_one(
-            s.as_raw_fd(),
+            s.as_fd(),
             super::super::poll::IN,
             Some(std::time::Duration::from_secs(5)),
         )

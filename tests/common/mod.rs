@@ -24,7 +24,7 @@ pub use backend::{specs, Backend, Behaviour, Spec, UdpBackend, Visit, LATE_REPLY
 pub use fs::TempDir;
 #[allow(unused_imports)]
 pub use net::{
-    ask, ask_and_hold, connect_from, free_port, free_udp_port, ipv6_loopback, is_listening,
+    ask, ask_and_hold, connect_from, ctl, free_port, free_udp_port, ipv6_loopback, is_listening,
     is_udp_bound, local, refused_port, unreachable_udp_spec, wait_for_port, wait_for_udp_port,
     wait_peer_read,
 };

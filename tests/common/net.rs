@@ -284,3 +284,15 @@ pub fn ask_and_hold(src: &str, port: u16, len: usize) -> (TcpStream, String) {
     s.read_exact(&mut name).expect("read the backend's name");
     (s, String::from_utf8_lossy(&name).into_owned())
 }
+
+/// Sends one command to pen's control port on 127.0.0.1 and reads the
+/// reply to EOF.
+pub fn ctl(port: u16, cmd: &str) -> String {
+    let mut s = TcpStream::connect(local(port)).expect("connect to the control port");
+    s.set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
+    std::io::Write::write_all(&mut s, format!("{cmd}\n").as_bytes()).expect("send the command");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read the reply");
+    out
+}
