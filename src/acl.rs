@@ -3,9 +3,10 @@
 //! servers (`server N acl A`) check client addresses against.
 //!
 //! Parsing follows the `acl N ...` control command and the evaluation follows
-//! pen's (spec control.md §4.4), with one deliberate difference, see
+//! pen's (doc/pen-0.34.1.md, "ACLs"), with one deliberate difference, see
 //! [`AclEntry`]. Entries are written back by `write` in the format produced by
-//! the [`fmt::Display`] impl of [`AclEntry`] (spec control.md §5).
+//! the [`fmt::Display`] impl of [`AclEntry`] (doc/pen-0.34.1.md,
+//! "The write file").
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -42,9 +43,9 @@ impl fmt::Display for AclAction {
 
 /// One ACL entry.
 ///
-/// Deliberate difference from pen 0.34.1 (spec quirks.md Q21): pen compares
-/// `(client & mask) == address` with the address exactly as entered, so
-/// `permit 127.0.0.1 255.0.0.0` can never match anything. We store the
+/// Deliberate difference from pen 0.34.1 (doc/pen-0.34.1.md, quirk Q21): pen
+/// compares `(client & mask) == address` with the address exactly as entered,
+/// so `permit 127.0.0.1 255.0.0.0` can never match anything. We store the
 /// address already masked (`address & mask`, likewise for IPv6 prefixes), so
 /// that entry matches all of 127.0.0.0/8, which is what its author meant.
 /// Entries whose address had no bits outside the mask behave exactly as in
@@ -123,8 +124,8 @@ impl AclEntry {
 }
 
 /// The `write` format of an entry, without the leading `acl N `:
-/// `permit 10.0.0.0 255.0.0.0` or `deny ::/128` (spec control.md §5), so that
-/// `acl N <entry>` parses back to the same entry.
+/// `permit 10.0.0.0 255.0.0.0` or `deny ::/128` (doc/pen-0.34.1.md,
+/// "The write file"), so that `acl N <entry>` parses back to the same entry.
 impl fmt::Display for AclEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -220,13 +221,13 @@ impl Acl {
     /// Whether `client` is let in. `None` is a Unix-socket client, which is
     /// always permitted.
     ///
-    /// Pen's rule (spec control.md §4.4): the first entry of the client's
+    /// Pen's rule (doc/pen-0.34.1.md, "ACLs"): the first entry of the client's
     /// family that covers it decides; if none does, the verdict is the
     /// opposite of the *last* entry's action, whatever that entry's family
-    /// (quirks.md Q21: kept, scripts rely on it); an empty list permits.
-    /// IPv4-mapped IPv6 clients (`::ffff:a.b.c.d`, from a dual-stack listener)
-    /// are matched as the IPv4 address they are, so IPv4 entries cover them
-    /// and IPv6 entries do not.
+    /// (doc/pen-0.34.1.md, quirk Q21: kept, scripts rely on it); an empty list
+    /// permits. IPv4-mapped IPv6 clients (`::ffff:a.b.c.d`, from a dual-stack
+    /// listener) are matched as the IPv4 address they are, so IPv4 entries
+    /// cover them and IPv6 entries do not.
     pub fn permits(&self, client: Option<IpAddr>) -> bool {
         let Some(client) = client else {
             return true;
@@ -278,7 +279,7 @@ pub fn parse_acl_number(s: &str) -> Result<usize, AclError> {
     }
 }
 
-/// Parses the words after `acl N` (spec control.md §4.4):
+/// Parses the words after `acl N` (doc/pen-0.34.1.md, "ACLs"):
 ///
 /// * `permit|deny ADDR [MASK]`: IPv4; both in any form `inet_aton` accepts
 ///   (`10.1` is 10.0.0.1, `0x7f.1` is 127.0.0.1, `010` is octal 8); MASK
@@ -459,7 +460,8 @@ mod tests {
 
     #[test]
     fn address_is_masked_unlike_pen() {
-        // Q21: pen never matched this entry; we match 127/8.
+        // doc/pen-0.34.1.md, quirk Q21: pen never matched this entry; we match
+        // 127/8.
         let e = entry("permit 127.0.0.1 255.0.0.0");
         assert_eq!(e.to_string(), "permit 127.0.0.0 255.0.0.0");
         let a = acl(&["permit 127.0.0.1 255.0.0.0"]);

@@ -1,5 +1,6 @@
 //! Address syntax: LISTEN and `-C` arguments, backend specifications, ports
-//! and service names (spec cli.md §4, §5).
+//! and service names (doc/pen-0.34.1.md, "Listen addresses",
+//! "Backend specifications").
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -64,7 +65,8 @@ impl fmt::Display for AddrError {
 impl std::error::Error for AddrError {}
 
 /// The port of a Unix-socket backend, which has none: pen reports 1
-/// whatever port it was given (spec cli.md §5), and so do we.
+/// whatever port it was given (doc/pen-0.34.1.md, "Backend specifications"),
+/// and so do we.
 pub const UNIX_BACKEND_PORT: u16 = 1;
 
 /// Where to listen: an IP socket address or a Unix socket path.
@@ -116,10 +118,10 @@ pub fn resolve_host(host: &str) -> Result<IpAddr, AddrError> {
         .ok_or_else(|| AddrError::UnknownHost(host.to_string()))
 }
 
-/// Parses a LISTEN / `-C` / `listen` argument (spec cli.md §4): a path if it
-/// contains `/`; otherwise `[host:]port`, split at the LAST colon so IPv6
-/// literals are written without brackets (`::1:8080`). Unlike pen we also
-/// accept the bracketed form `[::1]:8080`.
+/// Parses a LISTEN / `-C` / `listen` argument (doc/pen-0.34.1.md,
+/// "Listen addresses"): a path if it contains `/`; otherwise `[host:]port`,
+/// split at the LAST colon so IPv6 literals are written without brackets
+/// (`::1:8080`). Unlike pen we also accept the bracketed form `[::1]:8080`.
 pub fn parse_listen(text: &str, proto: Proto) -> Result<ListenAddr, AddrError> {
     if text.is_empty() {
         return Err(AddrError::Empty);
@@ -157,7 +159,7 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             // pen prints "(unknown address family 0" with no closing
-            // parenthesis (quirks Q14); we close it.
+            // parenthesis (doc/pen-0.34.1.md, quirk Q14); we close it.
             Host::Unset => write!(f, "(unknown address family 0)"),
             Host::Ip(ip) => write!(f, "{ip}"),
             Host::Unix(p) => write!(f, "{}", p.display()),
@@ -178,7 +180,8 @@ pub fn parse_host(text: &str) -> Result<Host, AddrError> {
     resolve_host(t).map(Host::Ip)
 }
 
-/// A parsed `host[:port[:maxc[:hard[:weight[:prio]]]]]` (spec cli.md §5).
+/// A parsed `host[:port[:maxc[:hard[:weight[:prio]]]]]` (doc/pen-0.34.1.md,
+/// "Backend specifications").
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendSpec {
     pub host: Host,

@@ -1,4 +1,5 @@
-//! The command line (spec cli.md §1-§3, §8). Options are pen's getopt string
+//! The command line (doc/pen-0.34.1.md, "Command line"). Options are pen's
+//! getopt string
 //! `B:C:F:O:S:T:b:c:e:i:j:l:m:o:p:q:t:u:w:x:DHNPQWXUadfhnrsE:K:G:A:ZRL:`,
 //! intermixed with positional arguments as glibc's getopt allows.
 //!
@@ -10,8 +11,8 @@
 use std::fmt;
 
 /// A setting given by a command-line flag, applied in command-line order
-/// together with `-o` commands (spec cli.md §6 step 1). Each is expressed as
-/// the penctl command it is equivalent to.
+/// together with `-o` commands (doc/pen-0.34.1.md, "Start-up order", step 1).
+/// Each is expressed as the penctl command it is equivalent to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
     /// A flag's equivalent command; its reply (if any) is not printed.
@@ -252,7 +253,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
             'T' => cl.steps.push(quiet(format!("tracking {}", number('T', &v, 0)?))),
             'b' => cl.steps.push(quiet(format!("blacklist {}", number('b', &v, 0)?))),
             't' => cl.steps.push(quiet(format!("timeout {}", number('t', &v, 1)?))),
-            // 0 keeps the default, as in pen (spec cli.md §3).
+            // 0 keeps the default, as in pen (doc/pen-0.34.1.md,
+            // "Command line").
             'c' => {
                 let n = number('c', &v, 0)? as usize;
                 if n > 0 {

@@ -1,11 +1,13 @@
 //! Process plumbing shared by `pen` and `penlogd`: user lookup, chroot,
 //! privilege drop, PID file, detaching from the terminal and resource limits
-//! (spec operations.md §1, §5, §6).
+//! (doc/pen-0.34.1.md, "Daemon mode and the debug channel", "PID file",
+//! "Privileges and chroot").
 //!
 //! Deliberate differences from pen 0.34.1: the chroot is followed by
-//! `chdir("/")` and supplementary groups are reset (quirks.md Q29), and the
-//! process that detaches waits until the daemon reports that start-up
-//! succeeded, so an init script sees start-up errors (quirks.md Q26).
+//! `chdir("/")` and supplementary groups are reset (doc/pen-0.34.1.md,
+//! quirk Q29), and the process that detaches waits until the daemon reports
+//! that start-up succeeded, so an init script sees start-up errors
+//! (doc/pen-0.34.1.md, quirk Q26).
 
 use std::fmt;
 use std::fs::File;
@@ -138,8 +140,8 @@ pub fn lookup_user(name: &str) -> Result<Account, DaemonError> {
 }
 
 /// Changes the root directory to `dir` and the working directory to the new
-/// root, so that no directory outside the jail stays reachable (quirks.md
-/// Q29; pen 0.34.1 skipped the chdir).
+/// root, so that no directory outside the jail stays reachable
+/// (doc/pen-0.34.1.md, quirk Q29; pen 0.34.1 skipped the chdir).
 pub fn enter_chroot(dir: &Path) -> Result<(), DaemonError> {
     process::chroot(dir).map_err(|source| DaemonError::Chroot {
         dir: dir.to_path_buf(),
@@ -153,8 +155,9 @@ pub fn enter_chroot(dir: &Path) -> Result<(), DaemonError> {
 
 /// Gives up root for good: supplementary groups of the account, then the
 /// group id, then the user id (pen 0.34.1 kept root's supplementary groups,
-/// quirks.md Q29, and penlogd even kept the group, Q39). Afterwards checks
-/// that neither the real nor the effective user id is still the old one.
+/// doc/pen-0.34.1.md, quirk Q29, and penlogd even kept the group, quirk Q39).
+/// Afterwards checks that neither the real nor the effective user id is still
+/// the old one.
 ///
 /// After a chroot the supplementary groups come from the jail's group file
 /// (usually absent: then only the primary group remains).
@@ -191,7 +194,7 @@ pub struct PidFile {
 }
 
 /// Writes the process id in decimal **without** a trailing newline (as pen
-/// 0.34.1 does, spec operations.md §5), replacing any existing file.
+/// 0.34.1 does, doc/pen-0.34.1.md, "PID file"), replacing any existing file.
 pub fn write_pid_file(path: &Path) -> Result<PidFile, DaemonError> {
     let err = |source| DaemonError::PidFile {
         path: path.to_path_buf(),
@@ -326,7 +329,7 @@ impl StartupReport {
 }
 
 /// Raises the soft core-file size limit to the hard limit, as pen does at
-/// start (spec operations.md §1). Best effort.
+/// start (doc/pen-0.34.1.md, "Daemon mode and the debug channel"). Best effort.
 pub fn raise_core_limit() {
     let _ = process::raise_soft_limit_to_hard(Resource::CoreSize);
 }

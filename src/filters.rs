@@ -1,6 +1,6 @@
 //! The relay filter for pairs whose bytes must be seen: the request log,
-//! debug dumps and X-Forwarded-For insertion (spec protocols.md §2,
-//! operations.md §3, §9).
+//! debug dumps and X-Forwarded-For insertion (doc/pen-0.34.1.md,
+//! "X-Forwarded-For", "Request log", "Debug levels and dumps").
 
 use crate::http::{RequestRewriter, Scheme, HEADER_TOO_LARGE_RESPONSE};
 use crate::relay::Filter;

@@ -3,10 +3,11 @@
 //!
 //! Pen 0.34.1 rewrote each read chunk on its own, so a header block split
 //! across reads, or the second of two pipelined requests, got no headers
-//! (spec quirks.md Q43; it also overflowed its buffer by one byte on a full
-//! 32768-byte read, Q32). We parse the stream as HTTP/1.x requests instead,
-//! following each request's framing (Content-Length, chunked) to find the
-//! next one, and keep what backends saw from pen (spec protocols.md §2):
+//! (doc/pen-0.34.1.md, quirk Q43; it also overflowed its buffer by one byte on
+//! a full 32768-byte read, quirk Q32). We parse the stream as HTTP/1.x requests
+//! instead, following each request's framing (Content-Length, chunked) to find
+//! the next one, and keep what backends saw from pen (doc/pen-0.34.1.md,
+//! "X-Forwarded-For"):
 //!
 //! * only GET, POST and HEAD requests (method case-insensitive) are changed;
 //! * `X-Forwarded-Proto: http|https` then `X-Forwarded-For: CLIENT` are put
@@ -353,14 +354,16 @@ impl RequestRewriter {
         {
             // The inserted lines end like the request's final empty line:
             // CRLF normally, LF for an LF-only request. Pen always used
-            // CRLF, producing mixed line ends (spec protocols.md §2); a
-            // server that accepted the request's own LF lines accepts ours.
+            // CRLF, producing mixed line ends (doc/pen-0.34.1.md,
+            // "X-Forwarded-For"); a server that accepted the request's own LF
+            // lines accepts ours.
             let eol: &[u8] = if block.get(insert_at) == Some(&b'\r') {
                 b"\r\n"
             } else {
                 b"\n"
             };
-            // Proto before For, as pen's output (spec protocols.md §2).
+            // Proto before For, as pen's output (doc/pen-0.34.1.md,
+            // "X-Forwarded-For").
             if !head.has_forwarded_proto {
                 out.extend_from_slice(b"X-Forwarded-Proto: ");
                 out.extend_from_slice(self.scheme.as_str().as_bytes());

@@ -1,16 +1,18 @@
 //! pen: a TCP and UDP load balancer, a drop-in replacement for pen 0.34.1.
 //!
-//! The behaviour reference is the specification in `../shared/spec/`; module
-//! comments cite it as `spec <file> §<section>`.
+//! What this pen does is described in its manual pages (`man/pen.1`,
+//! `man/penctl.1`, `man/penlog.1`, `man/penlogd.1`, `man/mergelogs.1`).
+//! The behaviour of pen 0.34.1 that the code copies or deliberately departs
+//! from, including its numbered quirks, is in `doc/pen-0.34.1.md`. Comments
+//! cite them as `man/pen.1, SECTION`, `doc/pen-0.34.1.md, "Heading"` or
+//! `doc/pen-0.34.1.md, quirk Qn`. README.md's Architecture section maps the
+//! modules.
 
 pub mod acceptor;
 pub mod acl;
 pub mod addr;
-pub mod balancer;
 pub mod cli;
-pub mod clients;
 pub mod companions;
-pub mod connections;
 pub mod control;
 pub mod daemon;
 pub mod filters;
@@ -23,8 +25,8 @@ pub mod relay;
 pub mod request_log;
 pub mod runtime;
 pub mod selection;
-pub mod servers;
 pub mod settings;
+pub mod state;
 pub mod stats;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -1,4 +1,5 @@
-//! Opening the listening sockets (spec cli.md §4) and the `listen` command.
+//! Opening the listening sockets (doc/pen-0.34.1.md, "Listen addresses") and
+//! the `listen` command.
 
 use std::io;
 use std::os::fd::OwnedFd;

@@ -1,6 +1,7 @@
-//! The debug channel, a leaf that every layer may use (spec operations.md §1): in the foreground, lines on
-//! stderr prefixed with a local timestamp; in daemon mode, syslog.
-//! Fatal errors are printed without timestamp by `main`.
+//! The debug channel, a leaf that every layer may use (doc/pen-0.34.1.md,
+//! "Daemon mode and the debug channel"): in the foreground, lines on stderr
+//! prefixed with a local timestamp; in daemon mode, syslog. Fatal errors are
+//! printed without timestamp by `main`.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -50,7 +51,8 @@ fn syslog_line(msg: &str) {
     sys::syslog::send(sys::syslog::Priority::Debug, msg);
 }
 
-/// A data dump line at debug level 3 (spec operations.md §9).
+/// A data dump line at debug level 3 (doc/pen-0.34.1.md,
+/// "Debug levels and dumps").
 pub fn dump(chunk: &[u8], ascii: bool) {
     let mut line = format!("{}: ", chunk.len()).into_bytes();
     for &b in chunk {

@@ -1,6 +1,6 @@
 //! The life of one client connection on its pair thread: register the
 //! client, choose a server, connect (failing over on refusal or timeout),
-//! relay, then account the bytes (spec selection.md §3).
+//! relay, then account the bytes (doc/pen-0.34.1.md, "Connection set-up").
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -89,7 +89,7 @@ pub fn serve(
         log_outcome(&peer, &outcome);
         // After a normal end the close_notify went out with the server's
         // EOF; otherwise (fast close, idle timeout, `close N`) say goodbye
-        // now, best effort (spec protocols.md §3).
+        // now, best effort (doc/pen-0.34.1.md, "TLS").
         let _ = stream.close_notify();
         // As for a plain pair: the slot, the counters and the server's
         // socket first, then the client's connection (the stream's socket).
@@ -121,7 +121,7 @@ fn log_outcome(peer: &PeerAddr, outcome: &Outcome) {
 }
 
 /// Runs the server side of the TLS handshake with the client on this
-/// pair's thread, within `ssl_handshake_timeout` (spec protocols.md §3: it
+/// pair's thread, within `ssl_handshake_timeout` (doc/pen-0.34.1.md, "TLS": it
 /// starts only after the upstream connect succeeded). A client that stalls
 /// only holds this thread and its own sockets.
 ///

@@ -1,5 +1,5 @@
-//! The `pen` process: start-up in pen's order (spec cli.md §6), the control
-//! port handlers, signal actions, and shutdown.
+//! The `pen` process: start-up in pen's order (doc/pen-0.34.1.md,
+//! "Start-up order"), the control port handlers, signal actions, and shutdown.
 
 use std::io::Write;
 use std::os::fd::OwnedFd;
@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use crate::acceptor::{self, Handlers, CONTROL_ACTIVE, MAX_CONTROL_CLIENTS};
 use crate::addr::{self, Host, ListenAddr, Proto};
-use crate::balancer::Balancer;
 use crate::cli::{self, CommandLine, Invocation, Step};
 use crate::control::{self, Origin};
 use crate::filters::PairFilter;
@@ -18,6 +17,7 @@ use crate::logging;
 use crate::pair::{self, FilterFactory};
 use crate::relay::Filter;
 use crate::runtime::{ProcessInfo, Shared};
+use crate::state::Balancer;
 use crate::sys;
 use crate::sys::socket::PeerAddr;
 use crate::upstream::Permit;
@@ -129,7 +129,8 @@ fn process_info(cl: &CommandLine) -> ProcessInfo {
 }
 
 /// Builds the server table from the positional backends (overwriting slots
-/// 0..N-1, spec cli.md §6 step 8) and the emergency and abuse servers.
+/// 0..N-1, doc/pen-0.34.1.md, "Start-up order", step 8) and the emergency and
+/// abuse servers.
 fn build_servers(
     shared: &Shared,
     cl: &CommandLine,
@@ -156,8 +157,12 @@ fn build_servers(
     for (i, spec) in specs.iter().enumerate() {
         b.servers.set_from_spec(i, spec);
     }
-    b.servers.emergency = emergency.as_ref().map(crate::servers::Backend::from_spec);
-    b.servers.abuse = abuse.as_ref().map(crate::servers::Backend::from_spec);
+    b.servers.emergency = emergency
+        .as_ref()
+        .map(crate::state::servers::Backend::from_spec);
+    b.servers.abuse = abuse
+        .as_ref()
+        .map(crate::state::servers::Backend::from_spec);
     if logging::level() >= 1 {
         for (i, s) in b.servers.backends.iter().enumerate() {
             logging::message(&format!(
@@ -199,7 +204,8 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     }
     let _ = std::io::stdout().flush();
     ABORT_ON_ERROR.store(shared.lock().settings.abort_on_error, Ordering::Relaxed);
-    // A `listen` command named the listener: LISTEN is swallowed (Q19).
+    // A `listen` command named the listener: LISTEN is swallowed
+    // (doc/pen-0.34.1.md, quirk Q19).
     let (listen_spec, backends) = {
         let info = shared.info();
         if info.listen_from_command {
@@ -243,7 +249,8 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     };
     let listener = crate::listeners::open(&listen_addr, cl.udp, backlog)
         .map_err(|e| fatal(crate::listeners::bind_error(&listen_spec, &e)))?;
-    // spec cli.md §6 step 9: the TLS context, after the listeners.
+    // doc/pen-0.34.1.md, "Start-up order", step 9: the TLS context, after the
+    // listeners.
     #[cfg(feature = "tls")]
     cl.tls
         .settings()
@@ -343,8 +350,8 @@ fn absolutize_paths(shared: &Shared, cl: &mut CommandLine) {
     }
 }
 
-/// chroot, privilege drop, request log, pid file: in pen's order (spec
-/// operations.md §6), after the sockets are open.
+/// chroot, privilege drop, request log, pid file: in pen's order
+/// (doc/pen-0.34.1.md, "Privileges and chroot"), after the sockets are open.
 fn finish_startup(
     shared: &Shared,
     cl: &CommandLine,
@@ -381,7 +388,7 @@ fn make_filter(shared: &Shared, peer: &PeerAddr, server: &Host) -> Option<Box<dy
         return None;
     }
     let client = match peer {
-        PeerAddr::Inet(a) => crate::clients::canonical_ip(a.ip()).to_string(),
+        PeerAddr::Inet(a) => crate::state::clients::canonical_ip(a.ip()).to_string(),
         PeerAddr::Unix(p) => p.display().to_string(),
     };
     // Every client of a pen with -E speaks TLS.

@@ -6,8 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::balancer::Balancer;
 use crate::relay::YieldGuard;
+use crate::state::Balancer;
 use crate::sys::pipe;
 use crate::upstream::Admission;
 use crate::workers::WorkerPool;
@@ -18,8 +18,8 @@ use crate::workers::WorkerPool;
 pub struct ProcessInfo {
     /// The listen specification as given (`listen` reply).
     pub listen: Option<String>,
-    /// A `listen` command at start-up named the listener (spec cli.md §6
-    /// step 7: LISTEN is then swallowed).
+    /// A `listen` command at start-up named the listener (doc/pen-0.34.1.md,
+    /// "Start-up order", step 7: LISTEN is then swallowed).
     pub listen_from_command: bool,
     /// `-C` as given.
     pub control: Option<String>,
@@ -145,7 +145,8 @@ impl Shared {
     }
 
     /// Whether clients talk TLS to this pen (`-E`): the scheme the
-    /// `X-Forwarded-Proto` header reports (spec protocols.md §2).
+    /// `X-Forwarded-Proto` header reports (doc/pen-0.34.1.md,
+    /// "X-Forwarded-For").
     pub fn tls(&self) -> bool {
         #[cfg(feature = "tls")]
         return self.tls_state.enabled();

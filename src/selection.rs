@@ -1,13 +1,13 @@
 //! Server selection: the initial choice, the acceptance test and the
-//! failover walk (spec selection.md §3-§8). Pure logic over [`Balancer`]:
-//! the caller does the connecting and reports back.
+//! failover walk (doc/pen-0.34.1.md, "Server selection"). Pure logic over
+//! [`Balancer`]: the caller does the connecting and reports back.
 //!
 //! Deliberate differences from pen 0.34.1:
 //! * A client denied by `client_acl` with no abuse server configured is
-//!   closed; pen sent it to the emergency server (quirks.md Q9).
+//!   closed; pen sent it to the emergency server (doc/pen-0.34.1.md, quirk Q9).
 //! * `-W` with no server weights at all treats every server as weight 1;
-//!   pen refused every client (selection.md §4.4). When some servers have a
-//!   weight, weight-0 servers are still never chosen by weight.
+//!   pen refused every client (doc/pen-0.34.1.md, "Weight"). When some servers
+//!   have a weight, weight-0 servers are still never chosen by weight.
 //! * IPv6 clients are hashed over all 16 address bytes, not only the last
 //!   one, so a /64 of clients does not land on a handful of servers.
 //! * The failover walk visits each server at most once per client even with
@@ -18,10 +18,10 @@ use std::net::IpAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use crate::balancer::Balancer;
-use crate::clients::ClientKey;
-use crate::connections::Pair;
-use crate::servers::Target;
+use crate::state::clients::ClientKey;
+use crate::state::connections::Pair;
+use crate::state::servers::Target;
+use crate::state::Balancer;
 use crate::sys::socket::PeerAddr;
 
 /// Why a server was not acceptable for a client.
@@ -55,7 +55,7 @@ fn client_ip(b: &Balancer, client: usize) -> Option<IpAddr> {
 }
 
 /// Round robin: advance the cursor, then take the first available server
-/// (spec selection.md §4.1).
+/// (doc/pen-0.34.1.md, "Round robin").
 pub fn by_roundrobin(b: &mut Balancer, now: i64) -> Target {
     let n = b.servers.len();
     if n == 0 {
@@ -76,7 +76,7 @@ pub fn by_roundrobin(b: &mut Balancer, now: i64) -> Target {
 }
 
 /// Weighted least connections: lowest `256 * conns / weight`, ties to the
-/// lowest index (spec selection.md §4.4).
+/// lowest index (doc/pen-0.34.1.md, "Weight").
 pub fn by_weight(b: &Balancer, now: i64) -> Target {
     let n = b.servers.len();
     let any_weight = (0..n).any(|i| available(b, i, now) && b.servers.backends[i].weight > 0);
@@ -113,7 +113,7 @@ pub fn by_prio(b: &Balancer, now: i64) -> Target {
     best.map_or(Target::None, |(i, _)| Target::Backend(i))
 }
 
-/// pen's hash (spec selection.md §4.3): the IPv4 address bytes read as a
+/// pen's hash (doc/pen-0.34.1.md, "Hash"): the IPv4 address bytes read as a
 /// little-endian u32 (what the Debian amd64 binary does), XORed with the
 /// port's network-order bytes read little-endian under `-r`, modulo the
 /// number of server slots. Not checked for availability.
@@ -154,8 +154,8 @@ fn by_hash(b: &Balancer, client: usize) -> Target {
     Target::Backend(hash_index(ip, port, b.settings.roundrobin, b.servers.len()))
 }
 
-/// The initial choice (spec selection.md §4): ACL, then the remembered
-/// server unless `-r`, then prio, weight, hash, round robin.
+/// The initial choice (doc/pen-0.34.1.md, "Initial choice"): ACL, then the
+/// remembered server unless `-r`, then prio, weight, hash, round robin.
 pub fn initial_server(b: &mut Balancer, client: usize, now: i64) -> Initial {
     let ip = client_ip(b, client);
     let permitted = b
@@ -192,9 +192,9 @@ pub fn initial_server(b: &mut Balancer, client: usize, now: i64) -> Initial {
     Initial::Server(t)
 }
 
-/// pen's `try_server` acceptance checks (spec selection.md §5), without the
-/// connect: configured, not blacklisted, within the soft/hard limits, and
-/// permitted by the server's ACL.
+/// pen's `try_server` acceptance checks (doc/pen-0.34.1.md, "Acceptance"),
+/// without the connect: configured, not blacklisted, within the soft/hard
+/// limits, and permitted by the server's ACL.
 pub fn admits(b: &Balancer, t: Target, client: usize, now: i64) -> Result<(), Reject> {
     let s = b.servers.get(t).ok_or(Reject::NoServer)?;
     if !s.is_configured() {
@@ -245,8 +245,9 @@ impl Attempt {
             walked: 0,
             emergency_tried: false,
         };
-        // Denied by client_acl without abuse server: closed (Q9); "nothing
-        // available" (Target::None) still goes on to the emergency server.
+        // Denied by client_acl without abuse server: closed (doc/pen-0.34.1.md,
+        // quirk Q9); "nothing available" (Target::None) still goes on to the
+        // emergency server.
         if choice == Initial::Denied {
             return (a, None);
         }
@@ -321,8 +322,8 @@ pub struct Admitted {
 }
 
 /// Takes in a new client (TCP connection or UDP session): tracks it, takes
-/// a connection slot and chooses its first server (spec selection.md §3).
-/// `None` when the connection table is full.
+/// a connection slot and chooses its first server (doc/pen-0.34.1.md,
+/// "Connection set-up"). `None` when the connection table is full.
 pub fn admit(
     b: &mut Balancer,
     peer: &PeerAddr,
@@ -347,7 +348,7 @@ pub fn admit(
 mod tests {
     use super::*;
     use crate::addr::Host;
-    use crate::servers::Backend;
+    use crate::state::servers::Backend;
     use crate::sys::socket::PeerAddr;
 
     fn farm(n: usize) -> Balancer {
@@ -397,7 +398,7 @@ mod tests {
 
     #[test]
     fn worked_example_from_the_spec() {
-        // spec selection.md §12
+        // doc/pen-0.34.1.md, "Worked example"
         let mut b = farm(3);
         use Target::Backend as B;
         assert_eq!(pick(&mut b, "10.0.0.1", 100), Some(B(1)));
@@ -430,7 +431,7 @@ mod tests {
 
     #[test]
     fn hash_matches_pen_on_amd64() {
-        // Verified values from spec selection.md §4.3 (7 backends).
+        // Verified values from doc/pen-0.34.1.md, "Hash" (7 backends).
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         assert_eq!(hash_index(ip("127.0.0.1"), 0, false, 7), 2);
         assert_eq!(hash_index(ip("127.0.0.2"), 0, false, 7), 3);
@@ -468,7 +469,8 @@ mod tests {
 
     #[test]
     fn weight_sequence_from_the_spec() {
-        // weights 1,2,4 with -r and long-lived connections (selection.md §4.4)
+        // weights 1,2,4 with -r and long-lived connections (doc/pen-0.34.1.md,
+        // "Weight")
         let mut b = farm(3);
         for (i, w) in [1, 2, 4].iter().enumerate() {
             b.servers.backends[i].weight = *w;
@@ -533,7 +535,8 @@ mod tests {
 
     #[test]
     fn soft_and_hard_limits() {
-        // backend 1 = maxc 1, hard 2; one client IP (selection.md §5)
+        // backend 1 = maxc 1, hard 2; one client IP (doc/pen-0.34.1.md,
+        // "Acceptance")
         let mut b = farm(3);
         b.servers.backends[1].max_conns = 1;
         b.servers.backends[1].hard_limit = 2;

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use crate::addr::Host;
 
-/// `tcp_fastclose` (spec protocols.md §4).
+/// `tcp_fastclose` (doc/pen-0.34.1.md, "Socket options").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum FastClose {
     #[default]
@@ -82,7 +82,8 @@ impl Default for Settings {
             transparent: false,
             abort_on_error: false,
             blacklist_time: 30,
-            // The real default is 3 s; pen's man page says 5 (spec cli.md §3.1).
+            // The real default is 3 s; pen's man page says 5
+            // (doc/pen-0.34.1.md, quirk Q4).
             connect_timeout: 3,
             tracking_time: 0,
             debug: 0,
@@ -105,8 +106,8 @@ pub const DEFAULT_CONN_MAX: usize = 500;
 impl Settings {
     /// The local address for an upstream socket to `server`, and whether
     /// IP_TRANSPARENT is needed for it: `source` wins over `transparent`
-    /// (spec protocols.md §4); either applies only when its address family
-    /// matches the server's (pen: IPv4 only for transparent).
+    /// (doc/pen-0.34.1.md, "Socket options"); either applies only when its
+    /// address family matches the server's (pen: IPv4 only for transparent).
     pub fn upstream_bind(&self, server: &Host, client: Option<IpAddr>) -> (Option<IpAddr>, bool) {
         let same_family = |ip: &IpAddr| match server {
             Host::Ip(s) => s.is_ipv4() == ip.is_ipv4(),

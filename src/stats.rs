@@ -1,15 +1,15 @@
 //! Statistics: the USR1 report on stdout (our stable, parseable format),
-//! the HTML status page (spec operations.md §4) for `-w`/`web_stats` and
-//! `status`.
+//! the HTML status page (doc/pen-0.34.1.md, "HTML status page") for
+//! `-w`/`web_stats` and `status`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::balancer::Balancer;
-use crate::clients::client_text;
-use crate::connections::PairCounters;
 use crate::runtime::Shared;
-use crate::servers::Target;
+use crate::state::clients::client_text;
+use crate::state::connections::PairCounters;
+use crate::state::servers::Target;
+use crate::state::Balancer;
 
 /// Live byte counters of the pairs on each server: (from clients, from server).
 pub fn live_by_server(b: &Balancer) -> Vec<(u64, u64)> {
@@ -109,7 +109,8 @@ fn row(o: &mut String, cells: &[String]) {
     o.push_str("</tr>\n");
 }
 
-/// The HTML status page in pen's layout (spec operations.md §4).
+/// The HTML status page in pen's layout (doc/pen-0.34.1.md,
+/// "HTML status page").
 pub fn html_report(b: &Balancer, now: i64) -> String {
     let mut o = String::new();
     o.push_str("<html>\n<head>\n<title>Pen status page</title>\n</head>\n");

@@ -1,4 +1,4 @@
-//! UDP mode (`-U`, spec protocols.md §1).
+//! UDP mode (`-U`, man/pen.1, UDP MODE).
 //!
 //! # Architecture
 //!
@@ -13,33 +13,33 @@
 //! * A **session** is one client address + port. Its first datagram on the
 //!   listener registers the client (tracking), selects a server with the
 //!   same rules as TCP (tracking, `-r`, `-h`, `-W`, prio, limits, ACLs,
-//!   stubborn, emergency and abuse servers; spec selection.md) and opens an
-//!   upstream UDP socket `connect()`ed to that server. All of the session's
-//!   datagrams go through that socket, so the server sees one stable source
-//!   port per client session.
+//!   stubborn, emergency and abuse servers; doc/pen-0.34.1.md,
+//!   "Server selection") and opens an upstream UDP socket `connect()`ed to that
+//!   server. All of the session's datagrams go through that socket, so the
+//!   server sees one stable source port per client session.
 //! * Replies read from the upstream socket are sent with `sendto` from the
 //!   **listening socket**, so they come from the address and port the
 //!   client wrote to. When the listener is a wildcard address (`0.0.0.0`,
 //!   `::`), the destination address of each client datagram is recorded
 //!   (IP_PKTINFO / IPV6_PKTINFO) and used as the source of the replies.
 //!   There are no per-client sockets, so nothing depends on the user id
-//!   (pen 0.34.1 lost every datagram with `-u`, quirks.md Q5) and IPv6
-//!   listeners work (Q6). Multiple replies per request are relayed;
-//!   datagram boundaries are preserved; datagrams up to 65535 bytes.
+//!   (pen 0.34.1 lost every datagram with `-u`, doc/pen-0.34.1.md, quirk Q5)
+//!   and IPv6 listeners work (quirk Q6). Multiple replies per request are
+//!   relayed; datagram boundaries are preserved; datagrams up to 65535 bytes.
 //! * Each session holds a slot in the connection table (`connection N`,
 //!   `servers` conn counts, USR1 statistics and the status page show it;
 //!   `downfd` is -1 because the session has no socket of its own towards
 //!   the client, `upfd` is its upstream socket; `close N` ends it) and
 //!   counts as one connection of its server while it lives. Bytes are
 //!   counted both ways, the first datagram and the replies included (pen
-//!   counted neither, Q22).
+//!   counted neither, quirk Q22).
 //! * **Idle timeout**: a session with no datagram in either direction for
 //!   `idle_timeout` seconds (if set > 0, `-o "idle_timeout N"`) or else
 //!   [`DEFAULT_IDLE_TIMEOUT`] (60 s) is closed and its slot freed; the
 //!   client's next datagram opens a new session (new upstream port; with
-//!   tracking still the same server). pen 0.34.1 had no timer (§1.4).
-//!   The setting is read continuously, so `idle_timeout N` at run time
-//!   applies to live sessions within a second.
+//!   tracking still the same server). pen 0.34.1 had no timer
+//!   (doc/pen-0.34.1.md, "UDP"). The setting is read continuously, so
+//!   `idle_timeout N` at run time applies to live sessions within a second.
 //! * **Bound**: at most `-x`/`conn_max` sessions (default 500). When the
 //!   table is full, a datagram from a new client address evicts the least
 //!   recently used session (the one idle longest).
@@ -51,8 +51,9 @@
 //!   `-s`); the last datagram the failed server did not answer is resent
 //!   to the new server (each session keeps a copy of its latest
 //!   unanswered datagram for this, at most 64 KiB per session). pen 0.34.1
-//!   dropped the session without blacklisting (Q38). With `-s`, or when no server is left, the session
-//!   is closed; the client's next datagram starts a new one.
+//!   dropped the session without blacklisting (quirk Q38). With `-s`, or when
+//!   no server is left, the session is closed; the client's next datagram
+//!   starts a new one.
 //! * `-l` logs every datagram from a client (the first one too), `-ddd`
 //!   dumps datagrams both ways. `source` and `transparent` apply to the
 //!   upstream sockets as to TCP connects. Unix-socket servers cannot be
@@ -66,12 +67,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::connections::PairCounters;
 use crate::logging;
 use crate::pair::FilterFactory;
 use crate::relay::Filter;
 use crate::runtime::Shared;
 use crate::selection::Attempt;
+use crate::state::connections::PairCounters;
 use crate::sys;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::socket::{self, PeerAddr};

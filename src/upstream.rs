@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::addr::Host;
-use crate::balancer::Balancer;
-use crate::connections::{state, Pair, PairCounters};
 use crate::selection::{self, Attempt};
-use crate::servers::Target;
+use crate::state::connections::{state, Pair, PairCounters};
+use crate::state::servers::Target;
+use crate::state::Balancer;
 use crate::sys;
 use crate::sys::pipe;
 use crate::sys::socket::{self, ConnectOptions, PeerAddr};
@@ -452,7 +452,7 @@ pub fn connect_with_failover<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connections::state;
+    use crate::state::connections::state;
     use std::net::TcpListener;
     use std::os::fd::AsFd;
     use std::os::unix::net::UnixStream;

@@ -72,7 +72,8 @@ fn masks_and_per_server_acls() {
             &b.spec(),
         ],
     );
-    // positional backends overwrite server 1 but keep its acl (spec cli.md §6)
+    // positional backends overwrite server 1 but keep its acl
+    // (doc/pen-0.34.1.md, "Start-up order")
     assert_eq!(ask("127.0.5.9", port), "B");
     assert_eq!(ask("127.0.6.9", port), "A"); // rr would pick 1: denied -> 0
 }

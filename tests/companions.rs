@@ -59,8 +59,8 @@ fn assert_help_and_version(program: &str, name: &str) {
 
 // ---------------------------------------------------------------- mergelogs
 
-/// pen's request log (spec operations.md §3.1): CLIENT UNIXTIME SERVER REQUEST.
-/// 1795683600 is 26/Nov/2026:09:00:00 UTC.
+/// pen's request log (doc/pen-0.34.1.md, "Request log file"): CLIENT UNIXTIME
+/// SERVER REQUEST. 1795683600 is 26/Nov/2026:09:00:00 UTC.
 const PEN_LOG: &str = "\
 10.1.1.1 1795683600 127.0.0.2 GET /x HTTP/1.0
 10.1.1.2 1795683601 127.0.0.3 GET /z HTTP/1.0
@@ -355,7 +355,7 @@ fn penlog_to_penlogd_substitutes_the_real_client() {
     sync_with_penlogd(&prober, penlogd, &log, "start");
 
     // Playing pen: two requests to web server .2, one to .3, the network
-    // format of spec operations.md §3.2.
+    // format of doc/pen-0.34.1.md, "penlogd datagrams".
     for record in [
         "+ 192.0.2.1 127.0.0.2 GET /x HTTP/1.0\n",
         "+ 192.0.2.2 127.0.0.3 GET /x HTTP/1.0\n",

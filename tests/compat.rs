@@ -68,7 +68,8 @@ fn roundrobin() {
 #[test]
 fn emergency_server() {
     // Both regular servers refuse; -P because pen 0.34.1's default epoll
-    // loop drops such clients instead of failing over (quirks Q1).
+    // loop drops such clients instead of failing over (doc/pen-0.34.1.md,
+    // quirk Q1).
     let e = Backend::start("E", Behaviour::Name);
     let dead = vec![
         format!("127.0.0.1:{}", refused_port()),

@@ -38,7 +38,7 @@ fn farm(n: usize, extra: &[&str]) -> Farm {
 
 #[test]
 fn captured_exchanges_give_the_same_bytes() {
-    // spec control.md §7, with our ports
+    // doc/pen-0.34.1.md, "Captured replies", with our ports
     let f = farm(2, &["-X"]);
     let (p0, p1) = (f.backends[0].port, f.backends[1].port);
     assert_eq!(
@@ -588,8 +588,8 @@ fn hostile_control_clients_do_not_disturb_traffic() {
 
 #[test]
 fn start_up_order_quirks_are_kept() {
-    // Q20: positional backends overwrite `-o server N` for the same index;
-    // higher slots set that way survive.
+    // doc/pen-0.34.1.md, quirk Q20: positional backends overwrite `-o server N`
+    // for the same index; higher slots set that way survive.
     let b: Vec<Backend> = (0..3)
         .map(|i| Backend::start(&format!("S{i}"), Behaviour::Name))
         .collect();
@@ -609,8 +609,8 @@ fn start_up_order_quirks_are_kept() {
     );
     let got: Vec<String> = (0..2).map(|_| ask("127.0.0.1", port)).collect();
     assert_eq!(got, ["S2", "S0"]);
-    // Q19: a `listen` in the config file consumes the first positional
-    // argument; the rest are the backends.
+    // doc/pen-0.34.1.md, quirk Q19: a `listen` in the config file consumes the
+    // first positional argument; the rest are the backends.
     let dir = TempDir::new("q19");
     let cfg = dir.join("l.cfg");
     let lport = free_port();

@@ -64,9 +64,9 @@ fn runs_as_the_given_user() {
         .find(|l| l.starts_with("nobody:"))
         .map(|l| l.split(':').nth(2).unwrap().to_string())
         .unwrap();
-    // The listener is bound before the privileges drop (spec operations.md
-    // §6), so the port being open does not yet mean the drop happened: wait
-    // for it, bounded.
+    // The listener is bound before the privileges drop (doc/pen-0.34.1.md,
+    // "Privileges and chroot"), so the port being open does not yet mean the
+    // drop happened: wait for it, bounded.
     let line = |status: &str, key: &str| {
         status
             .lines()

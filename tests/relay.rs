@@ -54,7 +54,8 @@ fn fifty_clients_push_and_pull_a_megabyte_each_intact() {
 #[test]
 fn half_close_keeps_the_reply_flowing() {
     // The client sends 100000 bytes and shuts down its write side; every
-    // echoed byte must still arrive, then EOF (pen 0.34.1 loses it, Q2).
+    // echoed byte must still arrive, then EOF (pen 0.34.1 loses it,
+    // doc/pen-0.34.1.md, quirk Q2).
     let (_b, pen) = echo_pen(&[]);
     for round in 0..3u64 {
         let data = random_bytes(100 + round, 100_000);

@@ -1,5 +1,6 @@
 //! Server selection as a client sees it: tracking, -r, -h, -W, prio,
-//! limits, failover, blacklisting, emergency, stubborn (spec selection.md).
+//! limits, failover, blacklisting, emergency, stubborn (doc/pen-0.34.1.md,
+//! "Server selection").
 
 mod common;
 use common::*;

@@ -1,4 +1,4 @@
-//! TLS termination (spec protocols.md §3) exercised in-process: a
+//! TLS termination (doc/pen-0.34.1.md, "TLS") exercised in-process: a
 //! `TlsAcceptor` behind a loopback listener with an echo loop on the
 //! non-blocking `TlsStream` API, driven by `openssl s_client` children.
 //! Certificates (CA, server, client, SNI names) and an OCSP response are made
@@ -243,7 +243,8 @@ fn without_require_no_client_certificate_is_asked() {
     let dir = TempDir::new("nocert");
     default_pki(&dir);
     let acceptor = acceptor(&settings(&dir));
-    // spec protocols.md §3: neither -G nor -A → default paths, with pen's message.
+    // doc/pen-0.34.1.md, "TLS": neither -G nor -A → default paths, with pen's
+    // message.
     assert!(
         acceptor
             .warnings()

@@ -1,4 +1,4 @@
-//! TLS termination through the real `pen` binary (spec protocols.md §3):
+//! TLS termination through the real `pen` binary (doc/pen-0.34.1.md, "TLS"):
 //! `openssl s_client` children talk TLS to pen, pen talks plain TCP to
 //! std-only backends. Certificates (CA, server, client, SNI names) and OCSP
 //! responses are made at test time with the `openssl` command.
@@ -76,7 +76,7 @@ fn tls13_and_tls12_clients_get_the_backend_bytes() {
     let out = ask_tls(&dir, pen.port, &["-tls1_2", "-CAfile", "ca.crt"]);
     assert!(got(&out, "<web1>"), "{}", out.text());
     assert!(out.text().contains("Protocol  : TLSv1.2"), "{}", out.text());
-    // spec protocols.md §3: without -G/-A pen says so at every start.
+    // doc/pen-0.34.1.md, "TLS": without -G/-A pen says so at every start.
     assert!(
         pen.stderr()
             .contains("SSL: No verify locations, trying default"),
@@ -109,7 +109,7 @@ fn one_megabyte_each_way_arrives_intact_and_is_counted() {
     assert_eq!(out.stdout.len(), SIZE, "{}", out.stderr);
     assert!(out.stdout == data, "echoed bytes differ");
 
-    // The counters see the decrypted bytes (spec protocols.md §0).
+    // The counters see the decrypted bytes (doc/pen-0.34.1.md, "TCP relay").
     pen.signal("USR1");
     let stats = pen.wait_stdout(&format!("received={SIZE}"), PATIENCE);
     let server_line = stats
@@ -194,7 +194,7 @@ fn sni_picks_the_certificate_by_name_and_refuses_escapes() {
         0x4002,
     );
     // A valid certificate just outside the SNI directory: "../x" must not
-    // reach it (spec quirks.md Q28).
+    // reach it (doc/pen-0.34.1.md, quirk Q28).
     make_leaf(&dir, "ca", "x", "escaped.test", 0x4003);
     let backend = Backend::start("<web>", Behaviour::Name);
     let sni_command = format!("ssl_sni_path {}", sni.display());

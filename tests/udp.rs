@@ -1,4 +1,4 @@
-//! UDP mode (`-U`, spec protocols.md §1): selection per session, replies
+//! UDP mode (`-U`, man/pen.1, UDP MODE): selection per session, replies
 //! from the listening address, idle expiry, the session bound, blacklisting
 //! on port unreachable with failover, IPv6, `-u`, and a loss-free run of
 //! 10,000 datagrams from 100 clients.
@@ -111,9 +111,9 @@ fn idle_session_is_freed_and_bytes_are_counted_both_ways() {
     assert_eq!(ask(&c, "ping").as_deref(), Some("S1"));
     assert_eq!(ask(&c, "ping").as_deref(), Some("S1"));
     // Both requests (8 bytes) and both replies ("S1|ping", 14 bytes) count,
-    // the first datagram included (pen counted neither, Q22). The session
-    // may already have expired here; the server totals are the same either
-    // way (live sessions count in them).
+    // the first datagram included (pen counted neither, doc/pen-0.34.1.md,
+    // quirk Q22). The session may already have expired here; the server totals
+    // are the same either way (live sessions count in them).
     let r = pen.stats();
     assert_eq!(report_num(&r, "server index=1 ", "sent"), 8, "{r}");
     assert_eq!(report_num(&r, "server index=1 ", "received"), 14, "{r}");

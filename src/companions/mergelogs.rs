@@ -1,11 +1,11 @@
 //! mergelogs: puts the real client addresses from pen's request log into
-//! the web servers' access logs, offline (spec companions.md §3).
+//! the web servers' access logs, offline (doc/pen-0.34.1.md, "mergelogs").
 //!
-//! Differences from pen 0.34.1: all times are UTC (quirks.md Q18: pen
-//! converted through local time with an uninitialised DST flag); malformed
-//! lines are reported on stderr instead of skipped silently; `-c` honours
-//! the jitter window too; a pen request cut at pen's 100-byte limit matches
-//! a longer request it begins; `[IPv6]:LOGFILE` names an IPv6 server;
+//! Differences from pen 0.34.1: all times are UTC (doc/pen-0.34.1.md,
+//! quirk Q18: pen converted through local time with an uninitialised DST flag);
+//! malformed lines are reported on stderr instead of skipped silently; `-c`
+//! honours the jitter window too; a pen request cut at pen's 100-byte limit
+//! matches a longer request it begins; `[IPv6]:LOGFILE` names an IPv6 server;
 //! debug output goes to stderr, not syslog; usage errors exit 2.
 
 use std::collections::VecDeque;
@@ -259,7 +259,8 @@ pub fn merge<R: BufRead + Seek, W: Write>(
     }
 }
 
-/// Output format (spec §3): `CLIENT B1[DD/Mon/YYYY:HH:MM:SS +0000]B2"REQUEST"B3`.
+/// Output format (doc/pen-0.34.1.md, "mergelogs"):
+/// `CLIENT B1[DD/Mon/YYYY:HH:MM:SS +0000]B2"REQUEST"B3`.
 fn write_merged<W: Write>(out: &mut W, client: &[u8], line: &WebLine) -> io::Result<()> {
     out.write_all(client)?;
     out.write_all(b" ")?;
@@ -375,7 +376,8 @@ impl<R: BufRead + Seek> LineReader<R> {
     }
 }
 
-/// A web server's access log line, split for rewriting (spec §3).
+/// A web server's access log line, split for rewriting (doc/pen-0.34.1.md,
+/// "mergelogs").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebLine {
     /// The original first field (the address the server saw).
@@ -446,7 +448,7 @@ fn closing_quote(s: &[u8]) -> Option<usize> {
 }
 
 /// Converts `DD/Mon/YYYY:HH:MM:SS ±HHMM` to seconds since the epoch, applying
-/// the zone offset (UTC throughout, quirks.md Q18).
+/// the zone offset (UTC throughout, doc/pen-0.34.1.md, quirk Q18).
 pub fn parse_clf_time(text: &[u8]) -> Result<i64, &'static str> {
     const BAD: &str = "time not in DD/Mon/YYYY:HH:MM:SS +HHMM form";
     let text = std::str::from_utf8(text).map_err(|_| BAD)?;

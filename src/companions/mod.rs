@@ -1,11 +1,11 @@
-//! The companion programs penlog, penlogd and mergelogs (spec companions.md),
-//! and what they share: command-line conventions, diagnostics and UTC
-//! calendar arithmetic.
+//! The companion programs penlog, penlogd and mergelogs (doc/pen-0.34.1.md,
+//! "Companions"), and what they share: command-line conventions, diagnostics
+//! and UTC calendar arithmetic.
 //!
 //! Command-line conventions (deliberately unlike pen 0.34.1, which prints
-//! its usage and exits 0 on any mistake, quirks.md Q24): a usage error prints
-//! one line naming the problem plus a hint on stderr and exits 2; `--help`
-//! prints the usage on stdout and exits 0; `--version` prints
+//! its usage and exits 0 on any mistake, doc/pen-0.34.1.md, quirk Q24): a usage
+//! error prints one line naming the problem plus a hint on stderr and exits 2;
+//! `--help` prints the usage on stdout and exits 0; `--version` prints
 //! `PROG (pen) VERSION` and exits 0. Run-time failures exit 1.
 
 use std::ffi::OsString;

@@ -1,5 +1,5 @@
 //! `penctl TARGET COMMAND [ARGS...]`: sends one command to pen's control
-//! port and copies the reply to stdout (spec control.md §6).
+//! port and copies the reply to stdout (doc/pen-0.34.1.md, "penctl").
 //!
 //! As pen's penctl: TARGET is `host:port` (split at the last colon, so
 //! `::1:10080` works) or a Unix socket path (contains `/`); the words are

@@ -1,5 +1,5 @@
 //! penlog: forwards a web server's access log lines, read on stdin, to
-//! penlogd as UDP datagrams (spec companions.md §1).
+//! penlogd as UDP datagrams (doc/pen-0.34.1.md, "penlog").
 //!
 //! Intended use: Apache `CustomLog "|penlog loghost 10000" common`.
 

@@ -1,17 +1,17 @@
 //! penlogd: merges pen's request records and the web servers' access log
-//! lines in real time (spec companions.md §2).
+//! lines in real time (doc/pen-0.34.1.md, "penlogd").
 //!
-//! pen sends `+ CLIENT SERVER REQUEST` datagrams (spec operations.md §3.2);
-//! each web server sends its access log lines through penlog. penlogd keeps
-//! the last N pen records and, for every web line, substitutes the real
-//! client address of the newest record from the same server (the datagram's
-//! source address) with the same request.
+//! pen sends `+ CLIENT SERVER REQUEST` datagrams (doc/pen-0.34.1.md,
+//! "penlogd datagrams"); each web server sends its access log lines through
+//! penlog. penlogd keeps the last N pen records and, for every web line,
+//! substitutes the real client address of the newest record from the same
+//! server (the datagram's source address) with the same request.
 //!
-//! Differences from pen 0.34.1 (quirks.md Q39): the record ring starts empty
-//! (no matches on uninitialised entries), datagrams of any size are handled,
-//! IPv6 works and `-a` selects the address to listen on, `-u` also sets the
-//! group and supplementary groups, the chroot changes directory into the
-//! jail, start-up errors reach the terminal before the parent exits, and
+//! Differences from pen 0.34.1 (doc/pen-0.34.1.md, quirk Q39): the record ring
+//! starts empty (no matches on uninitialised entries), datagrams of any size
+//! are handled, IPv6 works and `-a` selects the address to listen on, `-u` also
+//! sets the group and supplementary groups, the chroot changes directory into
+//! the jail, start-up errors reach the terminal before the parent exits, and
 //! usage errors exit 2.
 
 use std::collections::VecDeque;
@@ -35,7 +35,8 @@ const PROG: &str = "penlogd";
 pub const DEFAULT_CACHE_SIZE: usize = 1000;
 
 /// How many leading bytes of the web server's request must agree with the
-/// stored pen request (pen 0.34.1 compares at most 100; spec §2).
+/// stored pen request (pen 0.34.1 compares at most 100; doc/pen-0.34.1.md,
+/// "penlogd").
 pub const REQUEST_COMPARE_LEN: usize = 100;
 
 /// Receive timeout, so that signal flags are looked at even if a signal
@@ -232,8 +233,8 @@ fn bind(config: &Config) -> Result<UdpSocket, String> {
 }
 
 /// Chroot, privilege drop, output file, PID file, signal handlers — in
-/// pen's order (spec operations.md §6), so the log and PID files are
-/// resolved inside the jail and created as the `-u` user.
+/// pen's order (doc/pen-0.34.1.md, "Privileges and chroot"), so the log and PID
+/// files are resolved inside the jail and created as the `-u` user.
 fn setup(
     config: &Config,
     socket: UdpSocket,
@@ -293,7 +294,7 @@ impl Daemon {
     fn serve(&mut self, diag: &Diagnostics) {
         // Datagrams larger than the codec::DATAGRAM_MAX bytes pen sends are
         // read whole and handled like any other (pen 0.34.1 overflowed its
-        // buffer by one, Q39).
+        // buffer by one, doc/pen-0.34.1.md, quirk Q39).
         let mut buf = vec![0u8; udp::RECV_BUFFER_LEN];
         let mut last_write_error: Option<io::ErrorKind> = None;
         loop {

@@ -1,5 +1,6 @@
-//! The penctl command grammar (spec control.md §4): one parser for `-o`/`-O`,
-//! `-F` files, `include`, SIGHUP reloads and the control port.
+//! The penctl command grammar (doc/pen-0.34.1.md, "Control commands"): one
+//! parser for `-o`/`-O`, `-F` files, `include`, SIGHUP reloads and the control
+//! port.
 //!
 //! Differences from pen 0.34.1: arguments must be well-formed (pen's `atoi`
 //! turned "abc" into 0); a command pen accepts but ignores or crashes on
@@ -73,7 +74,8 @@ pub enum CommandError {
     /// pen's reply for an unknown first word.
     Unknown(String),
     Invalid(String),
-    /// A reply pen sends as it is (some without a newline, quirks.md Q31).
+    /// A reply pen sends as it is (some without a newline, doc/pen-0.34.1.md,
+    /// quirk Q31).
     Verbatim(String),
 }
 
@@ -122,7 +124,8 @@ fn u32_arg(cmd: &str, w: &str) -> Result<u32, CommandError> {
     Ok(int_in(cmd, w, 0, u32::MAX as i64)? as u32)
 }
 
-/// The first line of `input`, cut at the first CR or LF (spec control.md §2).
+/// The first line of `input`, cut at the first CR or LF (doc/pen-0.34.1.md,
+/// "Control connections").
 pub fn first_line(input: &str) -> &str {
     let end = input.find(['\r', '\n']).unwrap_or(input.len());
     &input[..end]
@@ -198,7 +201,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             let a = need("address")?;
             match addr::resolve_host(a) {
                 Ok(ip) => Command::Source(ip),
-                // pen's exact reply, without a newline (quirks.md Q31).
+                // pen's exact reply, without a newline (doc/pen-0.34.1.md,
+                // quirk Q31).
                 Err(_) => {
                     return Err(CommandError::Verbatim(format!(
                         "unable to set source address to '{a}'"
@@ -313,7 +317,7 @@ fn parse_server(w: &[&str]) -> Result<Command, CommandError> {
     Ok(Command::Server(n, settings))
 }
 
-/// Parses the words of an `ssl_*` command (spec control.md §4.6). Unlike
+/// Parses the words of an `ssl_*` command (doc/pen-0.34.1.md, "TLS"). Unlike
 /// pen, an unknown `ssl_option` and a missing argument are error replies.
 #[cfg(feature = "tls")]
 pub(super) fn parse_tls_command(

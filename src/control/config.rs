@@ -1,14 +1,14 @@
-//! The `-F` configuration file: penctl commands, one per line (spec
-//! operations.md §7), read at start-up and on SIGHUP, and written by
-//! `write` (spec control.md §5).
+//! The `-F` configuration file: penctl commands, one per line
+//! (doc/pen-0.34.1.md, "Configuration file"), read at start-up and on SIGHUP,
+//! and written by `write` (doc/pen-0.34.1.md, "The write file").
 //!
 //! Differences from pen 0.34.1: the whole file is parsed before anything is
 //! applied, so a file with an error changes nothing; at start-up that is a
 //! fatal error naming the file and line (pen warned and ran on). `write`
 //! always saves weight and prio (pen lost them unless that mode was on,
-//! quirks.md Q35) and also saves settings pen forgot (idle_timeout,
-//! pending_max, keepalive, transparent, source), so reading the file back
-//! restores the same state.
+//! doc/pen-0.34.1.md, quirk Q35) and also saves settings pen forgot
+//! (idle_timeout, pending_max, keepalive, transparent, source), so reading the
+//! file back restores the same state.
 
 use std::fmt;
 use std::path::Path;
@@ -16,9 +16,9 @@ use std::path::Path;
 use super::command::CommandError;
 use super::settings::{self, flag_line, number_line, Flag, Number};
 use super::{Command, Origin};
-use crate::balancer::Balancer;
 use crate::runtime::{ProcessInfo, Shared};
 use crate::settings::{DEFAULT_CLIENTS_MAX, DEFAULT_CONN_MAX};
+use crate::state::Balancer;
 
 /// A configuration file that cannot be used.
 #[derive(Debug)]
@@ -111,7 +111,7 @@ fn quoted(s: &str) -> String {
     format!("'{s}'")
 }
 
-/// The `write` file content (spec control.md §5).
+/// The `write` file content (doc/pen-0.34.1.md, "The write file").
 pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
     let s = &b.settings;
     let mut o = String::new();

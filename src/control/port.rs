@@ -17,8 +17,8 @@ const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
 const UNTERMINATED_COMMAND_QUIET: Duration = Duration::from_millis(100);
 
 /// One control connection: read one line (with a deadline), run it, reply,
-/// close (spec control.md §1-§2). A silent or slow client only ties up this
-/// thread, never the acceptor or the pairs.
+/// close (doc/pen-0.34.1.md, "Control connections"). A silent or slow client
+/// only ties up this thread, never the acceptor or the pairs.
 pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
     if let Some(ip) = peer.ip() {
         let b = shared.lock();
@@ -38,10 +38,10 @@ pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
         let mut left = deadline.saturating_duration_since(Instant::now());
         if !buf.is_empty() {
             // pen runs whatever its one recv() got, and a terminator is
-            // optional (spec control.md §2): a client that sent a command
-            // without one and waits for the reply gets it once it has been
-            // quiet for a moment. Pieces arriving within that moment are
-            // joined, where pen would run the first piece alone.
+            // optional (doc/pen-0.34.1.md, "Control connections"): a client
+            // that sent a command without one and waits for the reply gets it
+            // once it has been quiet for a moment. Pieces arriving within that
+            // moment are joined, where pen would run the first piece alone.
             left = left.min(UNTERMINATED_COMMAND_QUIET);
         }
         if left.is_zero() {

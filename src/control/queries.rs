@@ -4,9 +4,9 @@
 
 use super::settings::mode_line;
 use super::Command;
-use crate::balancer::Balancer;
-use crate::clients::client_text;
 use crate::runtime::{ProcessInfo, Shared};
+use crate::state::clients::client_text;
+use crate::state::Balancer;
 
 /// A read-only command answered straight from the running state, without
 /// a transaction; `None` for every other command.
@@ -41,7 +41,8 @@ pub(super) fn info_reply(info: &ProcessInfo, cmd: &Command) -> Option<String> {
     })
 }
 
-/// The server lines of `servers` (spec control.md §4.3), with live counters.
+/// The server lines of `servers` (doc/pen-0.34.1.md, "Control commands"), with
+/// live counters.
 pub fn servers_reply(b: &Balancer) -> String {
     let live = crate::stats::live_by_server(b);
     let mut out = String::new();

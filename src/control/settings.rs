@@ -4,8 +4,8 @@
 //! Adding a setting is one row here plus the behaviour that reads it.
 
 use crate::acl;
-use crate::balancer::Balancer;
 use crate::settings::Settings;
+use crate::state::Balancer;
 
 /// Whether and where `write` saves a setting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

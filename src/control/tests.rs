@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::addr::Host;
-use crate::balancer::Balancer;
+use crate::state::Balancer;
 
 fn run(b: &mut Balancer, line: &str) -> String {
     let cmd = parse(line).unwrap().unwrap();

@@ -17,12 +17,12 @@ use super::queries;
 use super::settings::mode_line;
 use super::Origin;
 use crate::addr::{self, Host, ListenAddr, Proto};
-use crate::balancer::Balancer;
 use crate::listeners;
 use crate::logging;
 use crate::request_log;
 use crate::runtime::{AcceptorRequest, ProcessInfo, Shared};
-use crate::servers::Target;
+use crate::state::servers::Target;
+use crate::state::Balancer;
 
 /// Maximum `include` nesting (a file including itself would loop forever).
 const MAX_INCLUDE_DEPTH: u32 = 8;
@@ -180,7 +180,8 @@ impl<'a> Transaction<'a> {
                     return Ok(format!("Connection {n} out of range\n"));
                 }
                 if b.conns.get(*n as usize).is_none() {
-                    // pen "closes" unused slots and corrupts its counter (Q16).
+                    // pen "closes" unused slots and corrupts its counter
+                    // (doc/pen-0.34.1.md, quirk Q16).
                     return Err(invalid(format!("close: connection {n} is not in use")));
                 }
                 self.effects.push(Effect::Close(*n as usize));

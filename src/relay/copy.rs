@@ -5,7 +5,7 @@
 
 use super::endpoint::{would_block, Endpoint};
 use super::{Flow, Outcome};
-use crate::connections::PairCounters;
+use crate::state::connections::PairCounters;
 
 /// The copy path's read size (pen reads 32 KiB).
 const COPY_CHUNK: usize = 32 * 1024;

@@ -1,6 +1,6 @@
 //! Relaying one connection pair: a single thread polls both sockets and
-//! moves bytes in both directions until both sides are done (spec
-//! protocols.md §0).
+//! moves bytes in both directions until both sides are done (doc/pen-0.34.1.md,
+//! "TCP relay").
 //!
 //! The pieces: each side is an [`Endpoint`](endpoint) (a socket, or TLS
 //! over it); a plain pair's bytes go through the [splice pump](splice)
@@ -14,9 +14,10 @@
 //! Half-close is propagated: EOF from one side becomes shutdown(SHUT_WR) on
 //! the other once everything read has been written, and the other direction
 //! keeps flowing. A hang-up is only final once reads return EOF, so no data
-//! is lost after a half-close (pen 0.34.1 loses it with epoll, quirks.md Q2).
+//! is lost after a half-close (pen 0.34.1 loses it with epoll,
+//! doc/pen-0.34.1.md, quirk Q2).
 //!
-//! A TLS client (spec protocols.md §3) always takes the copy path. EOF
+//! A TLS client (doc/pen-0.34.1.md, "TLS") always takes the copy path. EOF
 //! passes through TLS as well: the client's close_notify (or TCP EOF)
 //! becomes shutdown(SHUT_WR) towards the server; the server's EOF becomes a
 //! close_notify and then shutdown(SHUT_WR) on the client socket, while the
@@ -34,8 +35,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use crate::connections::PairCounters;
 use crate::settings::FastClose;
+use crate::state::connections::PairCounters;
 use crate::sys::poll::{self, PollFd};
 
 use copy::{CopyPump, PassThrough};

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::endpoint::{would_block, Endpoint};
 use super::Flow;
-use crate::connections::PairCounters;
+use crate::state::connections::PairCounters;
 use crate::sys::pipe;
 
 /// Splice pipe capacity: one splice can move a whole pipe. 256 KiB moved a

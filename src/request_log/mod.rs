@@ -1,5 +1,5 @@
-//! The request log (`-l`, spec operations.md §3): a file or a penlogd
-//! socket that pairs write one line to per client chunk.
+//! The request log (`-l`, doc/pen-0.34.1.md, "Request log"): a file or a
+//! penlogd socket that pairs write one line to per client chunk.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -31,7 +31,7 @@ pub fn request_log_enabled() -> bool {
 }
 
 /// A target with a `:` that does not start with `/` is a penlogd
-/// `host:port` (spec operations.md §3); otherwise a file.
+/// `host:port` (doc/pen-0.34.1.md, "Request log"); otherwise a file.
 pub fn is_network_target(target: &str) -> bool {
     target.contains(':') && !target.starts_with('/')
 }
@@ -89,7 +89,7 @@ pub fn reopen_request_log() -> Result<(), String> {
 }
 
 /// Logs one chunk read from a client. Each line is written at once (pen
-/// buffered 4 KiB, quirks.md Q30).
+/// buffered 4 KiB, doc/pen-0.34.1.md, quirk Q30).
 pub fn log_request(client: &str, server: &str, chunk: &[u8]) {
     let mut s = sink();
     match s.as_mut() {

@@ -1,6 +1,6 @@
 //! Signal handlers that only record the signal and wake the acceptor's
-//! poll loop through its self-pipe (spec operations.md §2: the work is done
-//! by the loop, not in the handler). penlogd uses them too, without the
+//! poll loop through its self-pipe (doc/pen-0.34.1.md, "Signals": the work is
+//! done by the loop, not in the handler). penlogd uses them too, without the
 //! self-pipe.
 
 use std::io;

@@ -1,6 +1,6 @@
 //! The system log (syslog(3)), used by daemons once stderr is gone
-//! (spec operations.md §1: facility user, debug lines at priority debug,
-//! fatal errors at priority err).
+//! (doc/pen-0.34.1.md, "Daemon mode and the debug channel": facility user,
+//! debug lines at priority debug, fatal errors at priority err).
 
 use std::ffi::{CStr, CString};
 

@@ -142,7 +142,7 @@ pub(super) fn build_context(
     }
 
     if let Some(ciphers) = &settings.ciphers {
-        // spec protocols.md §3: errors in ssl_ciphers are ignored.
+        // doc/pen-0.34.1.md, "TLS": errors in ssl_ciphers are ignored.
         let accepted = CString::new(ciphers.as_str()).is_ok_and(|list| {
             // SAFETY: valid context and NUL-terminated string.
             unsafe { ffi::SSL_CTX_set_cipher_list(ctx.as_ptr(), list.as_ptr()) == 1 }
@@ -236,7 +236,7 @@ pub(super) fn build_context(
 
     load_verify_locations(&ctx, files.ca_file, files.ca_dir, warnings);
 
-    // spec protocols.md §3: the CA names sent in a CertificateRequest come
+    // doc/pen-0.34.1.md, "TLS": the CA names sent in a CertificateRequest come
     // from the certificate file, not from -G.
     // SAFETY: NUL-terminated path; the result is a new list or NULL.
     let names = unsafe { ffi::SSL_load_client_CA_file(cert.as_ptr()) };
@@ -258,7 +258,7 @@ pub(super) fn build_context(
 }
 
 /// `-G`/`-A` trust anchors; OpenSSL's default paths when neither is given or
-/// loadable (spec protocols.md §3), with pen's messages as warnings.
+/// loadable (doc/pen-0.34.1.md, "TLS"), with pen's messages as warnings.
 fn load_verify_locations(
     ctx: &Context,
     ca_file: Option<&Path>,
@@ -300,7 +300,7 @@ fn load_verify_locations(
 }
 
 /// Reads a stapling response; missing, unreadable, empty or oversized files
-/// give `None` (spec protocols.md §3: no staple).
+/// give `None` (doc/pen-0.34.1.md, "TLS": no staple).
 pub(super) fn read_ocsp_file(path: &Path) -> Option<Vec<u8>> {
     let metadata = std::fs::metadata(path).ok()?;
     if !metadata.is_file() || metadata.len() == 0 || metadata.len() > MAX_OCSP_RESPONSE {
@@ -314,7 +314,7 @@ pub(super) fn read_ocsp_file(path: &Path) -> Option<Vec<u8>> {
 }
 
 /// The default context's staple: read lazily at the first handshake that
-/// asks for one, then kept until `reload_ocsp` (spec protocols.md §3).
+/// asks for one, then kept until `reload_ocsp` (doc/pen-0.34.1.md, "TLS").
 enum DefaultOcsp {
     Off,
     NotRead(PathBuf),

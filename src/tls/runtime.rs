@@ -4,7 +4,8 @@
 //! [`TlsAcceptor`] pair threads use.
 //!
 //! The acceptor is built once at start-up, after the listeners are open
-//! (spec cli.md §6 step 9); certificate and key problems are fatal there.
+//! (doc/pen-0.34.1.md, "Start-up order", step 9); certificate and key problems
+//! are fatal there.
 //!
 //! Improvement over pen 0.34.1, where `ssl_ciphers`, `ssl_option` and
 //! `ssl_sni_path` only affect contexts created later (so only work before
@@ -201,8 +202,8 @@ impl TlsState {
             }
             TlsCommand::SniPath(dir) => settings.sni_path = Some(dir.clone()),
             TlsCommand::OcspResponse(path) => {
-                // Re-issuing the command re-reads the file (spec
-                // protocols.md §3), so no "unchanged" shortcut here.
+                // Re-issuing the command re-reads the file (doc/pen-0.34.1.md,
+                // "TLS"), so no "unchanged" shortcut here.
                 changes.settings.ocsp_response = Some(path.clone());
                 changes.changed = true;
                 changes.ocsp_reload = Some(path.clone());

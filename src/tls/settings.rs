@@ -64,7 +64,7 @@ pub enum MinVersion {
 }
 
 /// Parses the `-L` argument. The historical `ssl23`, `ssl2`, `ssl3` and
-/// `tls1` all mean "any version OpenSSL allows" (spec protocols.md §3: with
+/// `tls1` all mean "any version OpenSSL allows" (doc/pen-0.34.1.md, "TLS": with
 /// OpenSSL 3 none of them restricts the versions); `tls1.0` … `tls1.3` set a
 /// real minimum.
 pub fn parse_protocol(s: &str) -> Result<MinVersion, TlsError> {
@@ -78,7 +78,7 @@ pub fn parse_protocol(s: &str) -> Result<MinVersion, TlsError> {
     }
 }
 
-/// One `ssl_option` value (spec control.md §4.6).
+/// One `ssl_option` value (doc/pen-0.34.1.md, "TLS").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslOption {
     /// `no_sslv2` (no effect: OpenSSL 3 has no SSLv2).
@@ -123,7 +123,7 @@ pub enum TlsCommand {
     /// `ssl_client_renegotiation_interval SECONDS`: accepted and kept for
     /// compatibility; it has no effect because OpenSSL 3 refuses
     /// client-initiated renegotiation altogether (as the Debian pen build
-    /// does, spec protocols.md §3).
+    /// does, doc/pen-0.34.1.md, "TLS").
     RenegotiationInterval(u64),
     /// `ssl_handshake_timeout SECONDS` (ours): limit for a client's handshake.
     HandshakeTimeout(u64),

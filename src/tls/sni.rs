@@ -15,7 +15,7 @@ use super::context::{build_context, read_ocsp_file, Context, ContextFiles, Share
 use super::{ffi, lock};
 
 /// SNI contexts re-read `DIR/NAME.ocsp` when their copy is this old
-/// (spec protocols.md §3).
+/// (doc/pen-0.34.1.md, "TLS").
 const SNI_OCSP_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// Bound on cached SNI names (loaded contexts and failures).
@@ -25,7 +25,7 @@ const SNI_CACHE_LIMIT: usize = 1000;
 const SNI_NAME_MAX: usize = 253;
 
 /// True when `name` can be used as a file name inside the SNI directory:
-/// a DNS-like name that cannot climb out of it (spec quirks.md Q28).
+/// a DNS-like name that cannot climb out of it (doc/pen-0.34.1.md, quirk Q28).
 fn is_safe_sni_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= SNI_NAME_MAX
@@ -133,7 +133,7 @@ pub(super) unsafe fn server_name<'a>(ssl: *mut ffi::Ssl) -> Option<&'a str> {
 }
 
 /// SNI: switch the connection to the context of the client's server name
-/// (spec protocols.md §3), or keep the default one.
+/// (doc/pen-0.34.1.md, "TLS"), or keep the default one.
 unsafe extern "C" fn servername_callback(
     ssl: *mut ffi::Ssl,
     _alert: *mut c_int,

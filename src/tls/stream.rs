@@ -20,7 +20,8 @@ use super::error::{
 use super::{ffi, TlsError};
 use crate::sys::syscall;
 
-/// Pen writes at most this many bytes per `SSL_write` (spec protocols.md §3).
+/// Pen writes at most this many bytes per `SSL_write` (doc/pen-0.34.1.md,
+/// "TLS").
 const MAX_WRITE: usize = 16000;
 
 /// Runs the server handshake for [`TlsAcceptor::accept`](super::TlsAcceptor::accept)
@@ -291,7 +292,7 @@ impl TlsStream {
         Ok(())
     }
 
-    /// Best-effort, non-blocking close_notify (spec protocols.md §3:
+    /// Best-effort, non-blocking close_notify (doc/pen-0.34.1.md, "TLS":
     /// `SSL_shutdown`, twice if needed). Skipped after a fatal error.
     pub fn shutdown(&mut self) {
         if self.failed {

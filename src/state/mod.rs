@@ -1,18 +1,26 @@
 //! The balancer's state: settings, server table, client table, ACLs and the
 //! connection table, kept together behind one `Mutex` by the runtime. Pure
 //! data: nothing here touches a socket, so critical sections stay short.
+//!
+//! * `servers`: the server table (`ServerTable`, `Backend`, `Target`);
+//! * `clients`: the client table that tracking remembers clients in;
+//! * `connections`: the connection table and each pair's shared handle.
+
+pub mod clients;
+pub mod connections;
+pub mod servers;
 
 use std::os::fd::RawFd;
 
-use crate::connections::{state, Connection, Pair};
 use crate::settings::{Settings, DEFAULT_CLIENTS_MAX, DEFAULT_CONN_MAX};
 use crate::sys::socket::PeerAddr;
+use connections::{state, Connection, Pair};
 use std::sync::Arc;
 
 use crate::acl::AclTable;
-use crate::clients::ClientTable;
-use crate::connections::ConnectionTable;
-use crate::servers::{ServerTable, Target};
+use clients::ClientTable;
+use connections::ConnectionTable;
+use servers::{ServerTable, Target};
 
 /// Everything the selection rules and the control commands work on.
 #[derive(Clone, Debug)]
@@ -23,13 +31,14 @@ pub struct Balancer {
     pub acls: AclTable,
     pub conns: ConnectionTable,
     /// Round-robin cursor; starts at 0 and is advanced before use, so the
-    /// first new client goes to server 1 (spec selection.md §4.1).
+    /// first new client goes to server 1 (doc/pen-0.34.1.md, "Round robin").
     pub rr_last: usize,
     /// The most recently tried server (status page "current").
     pub current: Target,
     /// Set once start-up is over: from then on `clients_max`/`conn_max`
     /// only grow the tables; before, any size is taken (pen's tables do
-    /// not exist yet during option parsing, spec cli.md §3 `-c`).
+    /// not exist yet during option parsing, doc/pen-0.34.1.md, "Command line"
+    /// `-c`).
     pub running: bool,
 }
 
@@ -118,7 +127,8 @@ impl Balancer {
         ));
     }
 
-    /// Marks `t` as failed now (spec selection.md §9).
+    /// Marks `t` as failed now (doc/pen-0.34.1.md,
+    /// "Blacklisting and connect timeout").
     pub fn blacklist(&mut self, t: Target, now: i64) {
         if let Some(s) = self.servers.get_mut(t) {
             s.failed_at = now;

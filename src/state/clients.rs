@@ -1,18 +1,18 @@
 //! The client table: who connected recently and which server they were sent
-//! to (spec selection.md §2). Pure data.
+//! to (doc/pen-0.34.1.md, "Client table"). Pure data.
 //!
 //! Differences from pen 0.34.1, on purpose: with `-T`, a client not seen for
 //! T seconds is forgotten and placed afresh when it returns (pen only marked
 //! the slot free and kept sending a returning client to its old server until
-//! another new client took the slot; quirks.md Q7). Lookups go through a
-//! hash index instead of a linear scan; slot order (first free slot, then
-//! least recently used, lowest index on ties) is pen's.
+//! another new client took the slot; doc/pen-0.34.1.md, quirk Q7). Lookups go
+//! through a hash index instead of a linear scan; slot order (first free slot,
+//! then least recently used, lowest index on ties) is pen's.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 
 pub use crate::addr::canonical_ip;
-use crate::servers::Target;
+use crate::state::servers::Target;
 use crate::sys::socket::PeerAddr;
 
 /// What identifies a client: its IP address (the port is ignored); all
@@ -203,7 +203,8 @@ mod tests {
 
     #[test]
     fn lru_recycling() {
-        // spec selection.md §2: with -c 2, .1 .2 .3 -> .3 replaces .1
+        // doc/pen-0.34.1.md, "Client table": with -c 2, .1 .2 .3 -> .3 replaces
+        // .1
         let mut t = ClientTable::new(2);
         let a = t.store(&peer("127.0.0.1:1"), 100, 0);
         t.get_mut(a).unwrap().server = Target::Backend(1);

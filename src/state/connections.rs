@@ -8,10 +8,11 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::servers::Target;
+use crate::state::servers::Target;
 use crate::sys::socket::{self, Shutdown};
 
-/// pen's connection state bits (spec control.md §4.3 `connection N`).
+/// pen's connection state bits (doc/pen-0.34.1.md, "Control commands"
+/// `connection N`).
 pub mod state {
     pub const CONNECTING: u32 = 1;
     pub const CONNECTED: u32 = 2;

@@ -1,5 +1,5 @@
 //! The server table: regular backends plus the emergency (`-e`) and abuse
-//! (`-B`) servers (spec selection.md §1). Pure data, no sockets.
+//! (`-B`) servers (doc/pen-0.34.1.md, "Server table"). Pure data, no sockets.
 
 use crate::addr::{BackendSpec, Host};
 
@@ -68,7 +68,7 @@ impl Backend {
     }
 
     /// A slot built from a specification; the `acl` is kept by the caller
-    /// when overwriting a slot (spec cli.md §6 step 8).
+    /// when overwriting a slot (doc/pen-0.34.1.md, "Start-up order", step 8).
     pub fn from_spec(spec: &BackendSpec) -> Backend {
         Backend {
             host: spec.host.clone(),
