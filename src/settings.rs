@@ -32,6 +32,9 @@ impl FastClose {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub hash: bool,
+    /// `hash consistent`: rendezvous hashing instead of pen's modulo hash
+    /// (only while `hash` is on; see `selection::by_rendezvous`).
+    pub consistent_hash: bool,
     pub roundrobin: bool,
     pub stubborn: bool,
     pub weight: bool,
@@ -71,6 +74,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             hash: false,
+            consistent_hash: false,
             roundrobin: false,
             stubborn: false,
             weight: false,

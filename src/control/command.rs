@@ -24,6 +24,8 @@ pub enum Command {
     Flag(Flag, bool),
     /// A number of the settings table; `None` queries it.
     Number(Number, Option<i64>),
+    /// `hash consistent`: rendezvous hashing (`no hash` ends it).
+    ConsistentHash,
     FastClose(FastClose),
     Mode,
     Servers,
@@ -161,6 +163,17 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         return Ok(None);
     }
     let arg = w.get(1).copied();
+    // `hash` is a flag that also takes one word; unlike pen, which ignored
+    // words after a flag, a misspelt `hash consistent` is an error.
+    match (first, arg) {
+        ("hash", Some("consistent")) => return Ok(Some(Command::ConsistentHash)),
+        ("hash", Some(other)) => {
+            return Err(invalid(format!(
+                "hash: unknown argument '{other}' (use 'hash' or 'hash consistent')"
+            )))
+        }
+        _ => {}
+    }
     if let Some(f) = Flag::by_name(first) {
         return Ok(Some(Command::Flag(f, true)));
     }

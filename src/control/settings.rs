@@ -29,6 +29,9 @@ pub struct FlagRow {
     /// Shown by `mode`, in table order.
     pub in_mode: bool,
     pub save: Save,
+    /// A word shown after the name while the flag is on (`hash
+    /// consistent`), in `mode` and `write`.
+    pub qualifier: Option<fn(&Settings) -> Option<&'static str>>,
 }
 
 /// A number: `NAME` queries it, `NAME N` sets it; the reply is the value.
@@ -61,13 +64,22 @@ macro_rules! flag {
             set: |s, on| s.$field = on,
             in_mode: $in_mode,
             save: $save,
+            qualifier: None,
         }
     };
 }
 
 /// The flags. `mode` lists those marked `in_mode` in this order (pen's).
 pub static FLAGS: &[FlagRow] = &[
-    flag!("hash", hash, true, Save::PenList),
+    // `hash` and `no hash` also end `hash consistent`.
+    FlagRow {
+        set: |s, on| {
+            s.hash = on;
+            s.consistent_hash = false;
+        },
+        qualifier: Some(|s| s.consistent_hash.then_some("consistent")),
+        ..flag!("hash", hash, true, Save::PenList)
+    },
     flag!("roundrobin", roundrobin, true, Save::PenList),
     flag!("stubborn", stubborn, true, Save::PenList),
     flag!("weight", weight, true, Save::PenList),
@@ -260,7 +272,10 @@ pub fn mode_line(s: &Settings) -> String {
 /// `NAME` or `no NAME`, as `write` saves a flag.
 pub fn flag_line(r: &FlagRow, s: &Settings) -> String {
     if (r.get)(s) {
-        format!("{}\n", r.name)
+        match r.qualifier.and_then(|q| q(s)) {
+            Some(word) => format!("{} {word}\n", r.name),
+            None => format!("{}\n", r.name),
+        }
     } else {
         format!("no {}\n", r.name)
     }

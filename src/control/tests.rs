@@ -108,6 +108,34 @@ fn mode_flags_and_reply() {
 }
 
 #[test]
+fn hash_consistent_in_mode_and_write() {
+    let mut b = Balancer::default();
+    let hash = settings::Flag::by_name("hash").unwrap().row();
+    assert_eq!(run(&mut b, "hash consistent"), "");
+    assert!(b.settings.hash && b.settings.consistent_hash);
+    assert_eq!(
+        run(&mut b, "mode"),
+        "hash consistent no roundrobin no stubborn no weight no prio\n"
+    );
+    assert_eq!(settings::flag_line(hash, &b.settings), "hash consistent\n");
+    // Plain `hash` is pen's hash again; `no hash` ends either.
+    run(&mut b, "hash");
+    assert!(b.settings.hash && !b.settings.consistent_hash);
+    assert_eq!(settings::flag_line(hash, &b.settings), "hash\n");
+    run(&mut b, "hash consistent");
+    run(&mut b, "no hash");
+    assert!(!b.settings.hash && !b.settings.consistent_hash);
+    assert_eq!(
+        run(&mut b, "mode"),
+        "no hash no roundrobin no stubborn no weight no prio\n"
+    );
+    assert_eq!(
+        parse("hash consistant").unwrap_err().reply(),
+        "error: hash: unknown argument 'consistant' (use 'hash' or 'hash consistent')\n"
+    );
+}
+
+#[test]
 fn numeric_replies() {
     let mut b = Balancer::default();
     assert_eq!(run(&mut b, "blacklist"), "30\n");

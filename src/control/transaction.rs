@@ -126,6 +126,7 @@ impl<'a> Transaction<'a> {
         Ok(match cmd {
             Command::Flag(..)
             | Command::Number(..)
+            | Command::ConsistentHash
             | Command::FastClose(_)
             | Command::Mode
             | Command::Server(..)
@@ -421,6 +422,11 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
                 (row.set)(b, v);
             }
             (row.reply)((row.get)(b))
+        }
+        Command::ConsistentHash => {
+            b.settings.hash = true;
+            b.settings.consistent_hash = true;
+            String::new()
         }
         Command::FastClose(fc) => {
             b.settings.fastclose = *fc;
