@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::addr::{canonical_ip, Host};
 use crate::state::clients::ClientKey;
 use crate::state::connections::Pair;
-use crate::state::servers::Target;
+use crate::state::servers::{Backend, Target};
 use crate::state::Balancer;
 use crate::sys::socket::PeerAddr;
 
@@ -35,6 +35,8 @@ pub enum Reject {
     NoServer,
     NotConfigured,
     Blacklisted,
+    /// Marked down by the active health checks.
+    Down,
     Full,
     AclDenied,
 }
@@ -49,7 +51,12 @@ pub enum Initial {
 
 fn available(b: &Balancer, i: usize, now: i64) -> bool {
     let s = &b.servers.backends[i];
-    s.is_configured() && !s.is_blacklisted(now, b.settings.blacklist_time)
+    s.is_configured() && !s.is_blacklisted(now, b.settings.blacklist_time) && !is_down(b, s)
+}
+
+/// Down by the active health checks; while they are off no server is.
+fn is_down(b: &Balancer, s: &Backend) -> bool {
+    b.settings.health_check > 0 && s.health.down
 }
 
 fn client_ip(b: &Balancer, client: usize) -> Option<IpAddr> {
@@ -361,6 +368,9 @@ pub fn admits(b: &Balancer, t: Target, client: usize, now: i64) -> Result<(), Re
     if s.is_blacklisted(now, b.settings.blacklist_time) {
         return Err(Reject::Blacklisted);
     }
+    if is_down(b, s) {
+        return Err(Reject::Down);
+    }
     let sticky = b.clients.get(client).is_some_and(|c| c.server == t);
     if s.max_conns != 0 && s.conns >= s.max_conns && (!sticky || s.conns >= s.hard_limit) {
         return Err(Reject::Full);
@@ -532,8 +542,7 @@ pub fn admit(
 mod tests {
     use super::*;
     use crate::addr::Host;
-    use crate::state::servers::Backend;
-    use crate::sys::socket::PeerAddr;
+    use crate::state::servers::ProbeResult;
 
     fn farm(n: usize) -> Balancer {
         let mut b = Balancer::default();
@@ -1058,5 +1067,62 @@ mod tests {
         let mut b = consistent_farm(7);
         b.settings.consistent_hash = false;
         assert_eq!(pick(&mut b, "127.0.0.1", 100), Some(Target::Backend(2)));
+    }
+
+    // --- Active health checks -----------------------------------------------
+
+    fn take_down(b: &mut Balancer, i: usize) {
+        for t in 0..3 {
+            b.servers.backends[i]
+                .health
+                .record(ProbeResult::ConnectFailed, 100 + t, 3, 2);
+        }
+        assert!(b.servers.backends[i].health.down);
+    }
+
+    #[test]
+    fn down_servers_get_no_clients_not_even_returning_ones() {
+        let mut b = farm(3);
+        b.settings.health_check = 5;
+        assert_eq!(pick(&mut b, "10.0.0.1", 100), Some(Target::Backend(1)));
+        take_down(&mut b, 1);
+        // The returning client is placed afresh, as if 1 were blacklisted.
+        assert_eq!(pick(&mut b, "10.0.0.1", 101), Some(Target::Backend(2)));
+        // Round robin skips it.
+        let got: Vec<_> = ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+            .iter()
+            .map(|ip| pick(&mut b, ip, 101).unwrap())
+            .collect();
+        assert!(!got.contains(&Target::Backend(1)), "{got:?}");
+        // Consistent hashing skips it to the client's next choice.
+        b.settings.hash = true;
+        b.settings.consistent_hash = true;
+        let order = ranking(&b, "10.0.0.9");
+        let expect = if order[0] == 1 { order[1] } else { order[0] };
+        assert_eq!(pick(&mut b, "10.0.0.9", 101), Some(Target::Backend(expect)));
+    }
+
+    #[test]
+    fn all_down_goes_to_the_emergency_server() {
+        let mut b = farm(2);
+        b.settings.health_check = 5;
+        let mut e = Backend::unset();
+        e.host = Host::Ip("127.0.0.1".parse().unwrap());
+        e.port = 9999;
+        b.servers.emergency = Some(e);
+        take_down(&mut b, 0);
+        take_down(&mut b, 1);
+        assert_eq!(pick(&mut b, "10.0.0.1", 101), Some(Target::Emergency));
+        // Checks off: nobody is down any more.
+        b.settings.health_check = 0;
+        assert!(pick(&mut b, "10.0.0.1", 101).is_some_and(|t| t != Target::Emergency));
+    }
+
+    #[test]
+    fn blacklisting_still_applies_to_up_servers() {
+        let mut b = farm(2);
+        b.settings.health_check = 5;
+        b.blacklist(Target::Backend(1), 100);
+        assert_eq!(pick(&mut b, "10.0.0.1", 101), Some(Target::Backend(0)));
     }
 }

@@ -68,6 +68,15 @@ pub struct Settings {
     /// A pair in a conversation yields the CPU before it waits for the
     /// other end's answer (an addition of this pen; bench/README.md).
     pub relay_yield: bool,
+    /// `health_check`: seconds between probes of each server (0 = off).
+    pub health_check: u64,
+    /// What a probe sends, and the start of the reply it expects.
+    pub health_check_send: Option<String>,
+    pub health_check_expect: Option<String>,
+    /// Failed probes in a row that take a server down; passed ones that
+    /// bring it back.
+    pub health_check_fall: u32,
+    pub health_check_rise: u32,
 }
 
 impl Default for Settings {
@@ -100,6 +109,11 @@ impl Default for Settings {
             multi_accept: 100,
             listen_queue: 500,
             relay_yield: true,
+            health_check: 0,
+            health_check_send: None,
+            health_check_expect: None,
+            health_check_fall: 3,
+            health_check_rise: 2,
         }
     }
 }

@@ -112,6 +112,8 @@ const INT_MAX: i64 = i32::MAX as i64;
 const ACL_MAX: i64 = (acl::ACL_COUNT - 1) as i64;
 /// The largest client or connection table `clients_max`/`conn_max` take.
 const TABLE_MAX: i64 = 1 << 24;
+/// The largest health check interval (a day) and probe count.
+const HEALTH_MAX: i64 = 86_400;
 
 /// The numbers, in the order `write` saves the `Save::After` ones.
 pub static NUMBERS: &[NumberRow] = &[
@@ -220,6 +222,38 @@ pub static NUMBERS: &[NumberRow] = &[
         |b| b.settings.multi_accept as i64,
         |b, v| b.settings.multi_accept = v as usize,
         Save::Never
+    ),
+    // Active health checks (man/penctl.1). Off, every server counts as up.
+    number!(
+        "health_check",
+        0,
+        HEALTH_MAX,
+        |b| b.settings.health_check as i64,
+        |b, v| {
+            b.settings.health_check = v as u64;
+            if v == 0 {
+                for s in &mut b.servers.backends {
+                    s.health = Default::default();
+                }
+            }
+        },
+        Save::WhenChanged
+    ),
+    number!(
+        "health_check_fall",
+        1,
+        HEALTH_MAX,
+        |b| i64::from(b.settings.health_check_fall),
+        |b, v| b.settings.health_check_fall = v as u32,
+        Save::WhenChanged
+    ),
+    number!(
+        "health_check_rise",
+        1,
+        HEALTH_MAX,
+        |b| i64::from(b.settings.health_check_rise),
+        |b, v| b.settings.health_check_rise = v as u32,
+        Save::WhenChanged
     ),
     number!(
         "listen_queue",
