@@ -303,6 +303,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         b.running = true;
         shared.sync_limits(&b);
     }
+    crate::health::start_if_enabled(&shared);
     let mut handlers = Service {
         shared: Arc::clone(&shared),
         filters: Arc::new(make_filter),
