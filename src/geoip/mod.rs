@@ -191,6 +191,8 @@ pub struct Loaded {
 pub struct GeoIp {
     v4: Option<Loaded>,
     v6: Option<Loaded>,
+    /// `no geoip_db`: Debian's default files are not loaded either.
+    pub no_defaults: bool,
 }
 
 impl GeoIp {
@@ -203,6 +205,14 @@ impl GeoIp {
         if coverage != Coverage::V4 {
             self.v6 = Some(loaded);
         }
+    }
+
+    /// `no geoip_db`: unloads every database and keeps the defaults away.
+    pub fn clear(&mut self) {
+        *self = GeoIp {
+            no_defaults: true,
+            ..GeoIp::default()
+        };
     }
 
     /// Whether no database is loaded at all.
