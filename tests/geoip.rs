@@ -382,3 +382,41 @@ fn generated_mmdb_agrees_with_mmdblookup() {
         }
     }
 }
+
+#[test]
+fn debian_geoipv6_dat_agrees_with_geoiplookup6() {
+    const DEBIAN_V6: &str = "/usr/share/GeoIP/GeoIPv6.dat";
+    if !Path::new(DEBIAN_V6).exists() || !have("geoiplookup6") {
+        eprintln!("skipped: needs {DEBIAN_V6} and geoiplookup6 (geoip-database, geoip-bin)");
+        return;
+    }
+    let db = pen::geoip::Database::open(Path::new(DEBIAN_V6)).expect("Debian's GeoIPv6.dat loads");
+    // Addresses in 2001::/16 to 2a0f::/16, where the registries allocate.
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    let addrs: Vec<String> = (0..400)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let first =
+                [0x2001u16, 0x2400, 0x2600, 0x2800, 0x2a00, 0x2a01, 0x2a02][(x % 7) as usize];
+            let second = (x >> 8) as u16 & 0x0fff;
+            format!("{first:x}:{second:x}:{:x}::1", (x >> 32) as u16)
+        })
+        .collect();
+    let theirs = in_parallel(&addrs, |a| {
+        let out = run("geoiplookup6", &["-f", "/usr/share/GeoIP/GeoIPv6.dat", a]);
+        geoiplookup_code(String::from_utf8_lossy(&out.stdout).trim())
+    });
+    let mut found = 0;
+    for (a, want) in addrs.iter().zip(&theirs) {
+        let ours = db
+            .country(a.parse().unwrap())
+            .map_or_else(|| "--".to_string(), |c| c.to_string());
+        assert_eq!(&ours, want, "{a}");
+        if want != "--" {
+            found += 1;
+        }
+    }
+    assert!(found > 40, "only {found} addresses had a country");
+}
