@@ -7,7 +7,9 @@
 mod common;
 use common::geoip_writer::{self, LOOPBACK_NETS};
 use common::*;
+use std::io::Read;
 use std::net::Ipv4Addr;
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
@@ -419,4 +421,46 @@ fn debian_geoipv6_dat_agrees_with_geoiplookup6() {
         }
     }
     assert!(found > 40, "only {found} addresses had a country");
+}
+
+#[test]
+fn ipv6_clients_are_matched_by_the_ipv6_database() {
+    if !ipv6_loopback() {
+        eprintln!("skipped: ::1 is not available");
+        return;
+    }
+    let dir = TempDir::new("geoip-v6");
+    let v6 = dir.join("v6.dat");
+    std::fs::write(&v6, geoip_writer::legacy(&[("::1/128", "SE")], true)).unwrap();
+    let v4 = dir.join("v4.dat");
+    std::fs::write(&v4, geoip_writer::legacy(LOOPBACK_NETS, false)).unwrap();
+    let a = Backend::start("A", Behaviour::Name);
+    let abuse = Backend::start("ABUSE", Behaviour::Name);
+    let port = free_port();
+    let (g4, g6) = (
+        format!("geoip_db {}", v4.display()),
+        format!("geoip_db {}", v6.display()),
+    );
+    let _pen = Pen::start(
+        port,
+        &[
+            "-B",
+            &abuse.spec(),
+            "-o",
+            &g4,
+            "-o",
+            &g6,
+            "-o",
+            "acl 1 deny country SE",
+            "-o",
+            "client_acl 1",
+            &format!("::1:{port}"),
+            &a.spec(),
+        ],
+    );
+    let mut s = TcpStream::connect(("::1", port)).unwrap();
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut got = String::new();
+    s.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "ABUSE");
 }
