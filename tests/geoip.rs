@@ -69,6 +69,21 @@ fn in_parallel(addrs: &[String], lookup: fn(&str) -> String) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that `db` gives the codes `theirs` for `addrs`; how many had one.
+fn agree(db: &pen::geoip::Database, addrs: &[String], theirs: &[String]) -> usize {
+    let mut found = 0;
+    for (a, want) in addrs.iter().zip(theirs) {
+        let ours = db
+            .country(a.parse().unwrap())
+            .map_or_else(|| "--".to_string(), |c| c.to_string());
+        assert_eq!(&ours, want, "{a}");
+        if want != "--" {
+            found += 1;
+        }
+    }
+    found
+}
+
 #[test]
 fn debian_geoip_dat_agrees_with_geoiplookup() {
     if !Path::new(DEBIAN_V4).exists() || !have("geoiplookup") {
@@ -84,16 +99,7 @@ fn debian_geoip_dat_agrees_with_geoiplookup() {
         let out = run("geoiplookup", &["-f", DEBIAN_V4, a]);
         geoiplookup_code(String::from_utf8_lossy(&out.stdout).trim())
     });
-    let mut found = 0;
-    for (a, want) in addrs.iter().zip(&theirs) {
-        let ours = db
-            .country(a.parse().unwrap())
-            .map_or_else(|| "--".to_string(), |c| c.to_string());
-        assert_eq!(&ours, want, "{a}");
-        if want != "--" {
-            found += 1;
-        }
-    }
+    let found = agree(&db, &addrs, &theirs);
     // The database really answered (not a run of "not found" on both sides).
     assert!(found > 1000, "only {found} addresses had a country");
 }
@@ -410,16 +416,7 @@ fn debian_geoipv6_dat_agrees_with_geoiplookup6() {
         let out = run("geoiplookup6", &["-f", "/usr/share/GeoIP/GeoIPv6.dat", a]);
         geoiplookup_code(String::from_utf8_lossy(&out.stdout).trim())
     });
-    let mut found = 0;
-    for (a, want) in addrs.iter().zip(&theirs) {
-        let ours = db
-            .country(a.parse().unwrap())
-            .map_or_else(|| "--".to_string(), |c| c.to_string());
-        assert_eq!(&ours, want, "{a}");
-        if want != "--" {
-            found += 1;
-        }
-    }
+    let found = agree(&db, &addrs, &theirs);
     assert!(found > 40, "only {found} addresses had a country");
 }
 
