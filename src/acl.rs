@@ -6,10 +6,13 @@
 //! pen's (doc/pen-0.34.1.md, "ACLs"), with one deliberate difference, see
 //! [`AclEntry`]. Entries are written back by `write` in the format produced by
 //! the [`fmt::Display`] impl of [`AclEntry`] (doc/pen-0.34.1.md,
-//! "The write file").
+//! "The write file"). Country entries look the client up in the GeoIP
+//! databases passed to [`Acl::permits`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::geoip::{CountryCode, GeoIp};
 
 /// Number of ACLs; valid ACL numbers are `0..ACL_COUNT`.
 pub const ACL_COUNT: usize = 10;
@@ -71,6 +74,15 @@ pub enum AclEntry {
         /// Prefix length, 0..=128.
         prefix_len: u8,
     },
+    /// Matches clients of either family whose country, from the GeoIP
+    /// database of their family, is `code`. Never matches a client the
+    /// database has no answer for, or when no database is loaded (as pen).
+    Country {
+        /// Permit or deny.
+        action: AclAction,
+        /// Upper-case country code.
+        code: CountryCode,
+    },
 }
 
 impl AclEntry {
@@ -97,14 +109,18 @@ impl AclEntry {
     /// The entry's permit/deny.
     pub fn action(&self) -> AclAction {
         match *self {
-            AclEntry::V4 { action, .. } | AclEntry::V6 { action, .. } => action,
+            AclEntry::V4 { action, .. }
+            | AclEntry::V6 { action, .. }
+            | AclEntry::Country { action, .. } => action,
         }
     }
 
-    /// Whether the entry is of `client`'s family and covers it. IPv4-mapped
-    /// IPv6 clients must already have been converted to IPv4.
-    fn matches(&self, client: IpAddr) -> bool {
+    /// Whether the entry covers `client`, whose country is looked up (once
+    /// per check) by `country`. IPv4-mapped IPv6 clients must already have
+    /// been converted to IPv4.
+    fn matches(&self, client: IpAddr, country: &mut impl FnMut() -> Option<CountryCode>) -> bool {
         match (*self, client) {
+            (AclEntry::Country { code, .. }, _) => country() == Some(code),
             (AclEntry::V4 { addr, mask, .. }, IpAddr::V4(c)) => {
                 let mask = u32::from(mask);
                 u32::from(c) & mask == u32::from(addr) & mask
@@ -135,6 +151,7 @@ impl fmt::Display for AclEntry {
                 addr,
                 prefix_len,
             } => write!(f, "{action} {addr}/{prefix_len}"),
+            AclEntry::Country { action, code } => write!(f, "{action} country {code}"),
         }
     }
 }
@@ -164,8 +181,10 @@ pub enum AclError {
     NotIpv6(String),
     /// The `/LEN` part is not a number in 0..=128.
     BogusPrefixLength(String),
-    /// `country CC` entries need GeoIP, which is not supported.
-    CountryUnsupported,
+    /// `country` without a code.
+    MissingCountry,
+    /// The country code is not two letters or digits.
+    BogusCountry(String),
 }
 
 impl fmt::Display for AclError {
@@ -187,8 +206,12 @@ impl fmt::Display for AclError {
             AclError::BogusPrefixLength(l) => {
                 write!(f, "acl: bogus prefix length '{l}' (expected 0..128)")
             }
-            AclError::CountryUnsupported => {
-                f.write_str("acl: country matching needs GeoIP, which this pen does not support")
+            AclError::MissingCountry => f.write_str("acl: expected country"),
+            AclError::BogusCountry(c) => {
+                write!(
+                    f,
+                    "acl: bogus country code '{c}' (expected two letters, like SE)"
+                )
             }
         }
     }
@@ -218,8 +241,15 @@ impl Acl {
         self.entries.clear();
     }
 
-    /// Whether `client` is let in. `None` is a Unix-socket client, which is
-    /// always permitted.
+    /// Whether the list has a `country` entry.
+    pub fn has_country(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e, AclEntry::Country { .. }))
+    }
+
+    /// Whether `client` is let in; `geoip` answers country entries. `None`
+    /// is a Unix-socket client, which is always permitted. No allocation.
     ///
     /// Pen's rule (doc/pen-0.34.1.md, "ACLs"): the first entry of the client's
     /// family that covers it decides; if none does, the verdict is the
@@ -228,7 +258,7 @@ impl Acl {
     /// permits. IPv4-mapped IPv6 clients (`::ffff:a.b.c.d`, from a dual-stack
     /// listener) are matched as the IPv4 address they are, so IPv4 entries
     /// cover them and IPv6 entries do not.
-    pub fn permits(&self, client: Option<IpAddr>) -> bool {
+    pub fn permits(&self, client: Option<IpAddr>, geoip: &GeoIp) -> bool {
         let Some(client) = client else {
             return true;
         };
@@ -239,7 +269,13 @@ impl Acl {
             },
             v4 => v4,
         };
-        let verdict = match self.entries.iter().find(|e| e.matches(client)) {
+        let mut looked_up = None;
+        let mut country = || *looked_up.get_or_insert_with(|| geoip.country(client));
+        let verdict = match self
+            .entries
+            .iter()
+            .find(|e| e.matches(client, &mut country))
+        {
             Some(e) => e.action(),
             None => match self.entries.last() {
                 Some(last) => last.action().opposite(),
@@ -266,6 +302,11 @@ impl AclTable {
     pub fn get_mut(&mut self, n: usize) -> Option<&mut Acl> {
         self.acls.get_mut(n)
     }
+
+    /// The number of the first ACL with a `country` entry.
+    pub fn first_with_country(&self) -> Option<usize> {
+        self.acls.iter().position(Acl::has_country)
+    }
 }
 
 /// Parses an ACL number, `0` to `9` (leading zeros allowed, as pen's `atoi`).
@@ -286,7 +327,8 @@ pub fn parse_acl_number(s: &str) -> Result<usize, AclError> {
 ///   defaults to 255.255.255.255 and need not be contiguous;
 /// * `permit|deny IPV6[/LEN]`: used when ADDR contains `:`; LEN is 0..=128,
 ///   default 128;
-/// * `permit|deny country CC`: rejected, GeoIP is not supported.
+/// * `permit|deny country CC`: CC is two letters or digits, upper-cased
+///   (pen compared the two characters as typed, so `se` never matched).
 ///
 /// Words after those are ignored, as pen does.
 pub fn parse_entry(words: &[&str]) -> Result<AclEntry, AclError> {
@@ -299,7 +341,10 @@ pub fn parse_entry(words: &[&str]) -> Result<AclEntry, AclError> {
         return Err(AclError::MissingAddress);
     };
     if address == "country" {
-        return Err(AclError::CountryUnsupported);
+        let text = words.get(2).ok_or(AclError::MissingCountry)?;
+        let code =
+            CountryCode::parse(text).ok_or_else(|| AclError::BogusCountry(text.to_string()))?;
+        return Ok(AclEntry::Country { action, code });
     }
     if address.contains(':') {
         let (addr_text, prefix_len) = match address.split_once('/') {
@@ -377,6 +422,19 @@ fn inet_aton_part(part: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geoip::{Database, Loaded};
+    use std::sync::Arc;
+
+    /// `permits` without GeoIP databases.
+    trait Allows {
+        fn allows(&self, client: Option<IpAddr>) -> bool;
+    }
+
+    impl Allows for Acl {
+        fn allows(&self, client: Option<IpAddr>) -> bool {
+            self.permits(client, &GeoIp::default())
+        }
+    }
 
     fn entry(line: &str) -> AclEntry {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -403,26 +461,26 @@ mod tests {
     #[test]
     fn empty_acl_permits_everybody() {
         let a = Acl::default();
-        assert!(a.permits(ip("127.0.0.1")));
-        assert!(a.permits(ip("::1")));
-        assert!(a.permits(None));
+        assert!(a.allows(ip("127.0.0.1")));
+        assert!(a.allows(ip("::1")));
+        assert!(a.allows(None));
     }
 
     #[test]
     fn spec_example_single_deny_permits_everyone_else() {
         let a = acl(&["deny 127.0.0.2"]);
-        assert!(!a.permits(ip("127.0.0.2")));
-        assert!(a.permits(ip("127.0.0.1")));
-        assert!(a.permits(ip("127.0.0.3")));
-        assert!(a.permits(ip("10.9.8.7")));
+        assert!(!a.allows(ip("127.0.0.2")));
+        assert!(a.allows(ip("127.0.0.1")));
+        assert!(a.allows(ip("127.0.0.3")));
+        assert!(a.allows(ip("10.9.8.7")));
     }
 
     #[test]
     fn spec_example_no_match_takes_opposite_of_last_entry() {
         let a = acl(&["deny 127.0.0.2", "permit 127.0.0.3"]);
-        assert!(!a.permits(ip("127.0.0.2")));
-        assert!(a.permits(ip("127.0.0.3")));
-        assert!(!a.permits(ip("127.0.0.1")));
+        assert!(!a.allows(ip("127.0.0.2")));
+        assert!(a.allows(ip("127.0.0.3")));
+        assert!(!a.allows(ip("127.0.0.1")));
     }
 
     #[test]
@@ -432,30 +490,30 @@ mod tests {
             "permit 10.0.0.0 255.0.0.0",
             "deny 0.0.0.0 0.0.0.0",
         ]);
-        assert!(!a.permits(ip("10.1.2.3")));
-        assert!(a.permits(ip("10.1.2.4")));
-        assert!(!a.permits(ip("11.0.0.1")));
+        assert!(!a.allows(ip("10.1.2.3")));
+        assert!(a.allows(ip("10.1.2.4")));
+        assert!(!a.allows(ip("11.0.0.1")));
     }
 
     #[test]
     fn unix_clients_are_always_permitted() {
         let a = acl(&["deny 0.0.0.0 0.0.0.0", "deny ::/0"]);
-        assert!(!a.permits(ip("1.2.3.4")));
-        assert!(a.permits(None));
+        assert!(!a.allows(ip("1.2.3.4")));
+        assert!(a.allows(None));
     }
 
     #[test]
     fn masks() {
         let a = acl(&["permit 192.168.0.0 255.255.0.0"]);
-        assert!(a.permits(ip("192.168.200.1")));
-        assert!(!a.permits(ip("192.169.0.1")));
+        assert!(a.allows(ip("192.168.200.1")));
+        assert!(!a.allows(ip("192.169.0.1")));
         // Non-contiguous masks work bit by bit, as in pen.
         let a = acl(&["permit 10.0.5.0 255.0.255.0"]);
-        assert!(a.permits(ip("10.77.5.9")));
-        assert!(!a.permits(ip("10.77.6.9")));
+        assert!(a.allows(ip("10.77.5.9")));
+        assert!(!a.allows(ip("10.77.6.9")));
         // 0.0.0.0 mask matches every IPv4 client.
         let a = acl(&["deny 0.0.0.0 0.0.0.0", "permit ::1"]);
-        assert!(!a.permits(ip("203.0.113.9")));
+        assert!(!a.allows(ip("203.0.113.9")));
     }
 
     #[test]
@@ -465,8 +523,8 @@ mod tests {
         let e = entry("permit 127.0.0.1 255.0.0.0");
         assert_eq!(e.to_string(), "permit 127.0.0.0 255.0.0.0");
         let a = acl(&["permit 127.0.0.1 255.0.0.0"]);
-        assert!(a.permits(ip("127.3.2.1")));
-        assert!(!a.permits(ip("128.0.0.1")));
+        assert!(a.allows(ip("127.3.2.1")));
+        assert!(!a.allows(ip("128.0.0.1")));
         let e = entry("deny 2001:db8::1/32");
         assert_eq!(e.to_string(), "deny 2001:db8::/32");
     }
@@ -474,28 +532,28 @@ mod tests {
     #[test]
     fn ipv6_prefixes() {
         let a = acl(&["permit 2001:db8:1:2::/64"]);
-        assert!(a.permits(ip("2001:db8:1:2::55")));
-        assert!(a.permits(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")));
-        assert!(!a.permits(ip("2001:db8:1:3::1")));
+        assert!(a.allows(ip("2001:db8:1:2::55")));
+        assert!(a.allows(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")));
+        assert!(!a.allows(ip("2001:db8:1:3::1")));
 
         let a = acl(&["deny ::1/128"]);
-        assert!(!a.permits(ip("::1")));
-        assert!(a.permits(ip("::2")));
+        assert!(!a.allows(ip("::1")));
+        assert!(a.allows(ip("::2")));
 
         let a = acl(&["deny ::1"]);
         assert_eq!(a.entries()[0].to_string(), "deny ::1/128");
-        assert!(!a.permits(ip("::1")));
+        assert!(!a.allows(ip("::1")));
 
         let a = acl(&["deny ::/0", "permit 127.0.0.1"]);
-        assert!(!a.permits(ip("fe80::1")));
-        assert!(!a.permits(ip("2001:db8::1")));
-        assert!(a.permits(ip("127.0.0.1")));
+        assert!(!a.allows(ip("fe80::1")));
+        assert!(!a.allows(ip("2001:db8::1")));
+        assert!(a.allows(ip("127.0.0.1")));
         // IPv4 client: ::/0 is not its family, falls through to last entry.
-        assert!(!a.permits(ip("127.0.0.2")));
+        assert!(!a.allows(ip("127.0.0.2")));
 
         let a = acl(&["permit fe80::/10"]);
-        assert!(a.permits(ip("febf::1")));
-        assert!(!a.permits(ip("fec0::1")));
+        assert!(a.allows(ip("febf::1")));
+        assert!(!a.allows(ip("fec0::1")));
     }
 
     #[test]
@@ -503,37 +561,37 @@ mod tests {
         // An IPv6 entry never matches an IPv4 client and vice versa, but
         // the last entry still decides the fallback whatever its family.
         let a = acl(&["permit 10.0.0.0 255.0.0.0", "deny ::1"]);
-        assert!(a.permits(ip("10.1.1.1")));
-        assert!(a.permits(ip("192.0.2.1"))); // opposite of last (deny)
-        assert!(!a.permits(ip("::1")));
-        assert!(a.permits(ip("::2")));
+        assert!(a.allows(ip("10.1.1.1")));
+        assert!(a.allows(ip("192.0.2.1"))); // opposite of last (deny)
+        assert!(!a.allows(ip("::1")));
+        assert!(a.allows(ip("::2")));
 
         let a = acl(&["deny ::1", "permit 10.0.0.0 255.0.0.0"]);
-        assert!(!a.permits(ip("192.0.2.1")));
-        assert!(!a.permits(ip("::2"))); // opposite of last (permit)
-        assert!(!a.permits(ip("::1")));
+        assert!(!a.allows(ip("192.0.2.1")));
+        assert!(!a.allows(ip("::2"))); // opposite of last (permit)
+        assert!(!a.allows(ip("::1")));
     }
 
     #[test]
     fn ipv4_mapped_clients_match_as_ipv4() {
         let a = acl(&["permit 127.0.0.0 255.0.0.0", "deny ::/0"]);
-        assert!(a.permits(ip("::ffff:127.0.0.9")));
-        assert!(!a.permits(ip("::1")));
+        assert!(a.allows(ip("::ffff:127.0.0.9")));
+        assert!(!a.allows(ip("::1")));
         let a = acl(&["deny 127.0.0.2"]);
-        assert!(!a.permits(ip("::ffff:127.0.0.2")));
-        assert!(a.permits(ip("::ffff:127.0.0.3")));
+        assert!(!a.allows(ip("::ffff:127.0.0.2")));
+        assert!(a.allows(ip("::ffff:127.0.0.3")));
         // IPv4-compatible (deprecated ::a.b.c.d) addresses stay IPv6.
         let a = acl(&["deny 0.0.0.0 0.0.0.0"]);
-        assert!(a.permits(ip("::127.0.0.1")));
+        assert!(a.allows(ip("::127.0.0.1")));
     }
 
     #[test]
     fn clear_makes_acl_permit_again() {
         let mut a = acl(&["deny 0.0.0.0 0.0.0.0"]);
-        assert!(!a.permits(ip("1.1.1.1")));
+        assert!(!a.allows(ip("1.1.1.1")));
         a.clear();
         assert!(a.entries().is_empty());
-        assert!(a.permits(ip("1.1.1.1")));
+        assert!(a.allows(ip("1.1.1.1")));
     }
 
     #[test]
@@ -676,11 +734,23 @@ mod tests {
             parse_err("deny ::1/64/2"),
             AclError::BogusPrefixLength(_)
         ));
+        assert_eq!(parse_err("deny country"), AclError::MissingCountry);
         assert_eq!(
-            parse_err("permit country SE").to_string(),
-            "acl: country matching needs GeoIP, which this pen does not support"
+            parse_err("deny country").to_string(),
+            "acl: expected country"
         );
-        assert_eq!(parse_err("deny country"), AclError::CountryUnsupported);
+        assert_eq!(
+            parse_err("deny country SWE").to_string(),
+            "acl: bogus country code 'SWE' (expected two letters, like SE)"
+        );
+        assert_eq!(
+            parse_err("deny country S"),
+            AclError::BogusCountry("S".into())
+        );
+        assert_eq!(
+            parse_err("deny country --"),
+            AclError::BogusCountry("--".into())
+        );
     }
 
     #[test]
@@ -701,9 +771,9 @@ mod tests {
         ] {
             // Last entry permits, so a non-matching client is denied.
             let a = acl(&[&format!("permit 2001:db8::1/{len}"), "permit 0.0.0.0"]);
-            assert!(a.permits(ip(inside)), "/{len} {inside}");
+            assert!(a.allows(ip(inside)), "/{len} {inside}");
             if let Some(o) = outside {
-                assert!(!a.permits(ip(o)), "/{len} {o}");
+                assert!(!a.allows(ip(o)), "/{len} {o}");
             }
         }
     }
@@ -720,6 +790,8 @@ mod tests {
             "permit 2001:db8::/32",
             "deny fe80::1:2/128",
             "permit ::ffff:10.0.0.0/104",
+            "deny country SE",
+            "permit country A1",
         ];
         for line in lines {
             let e = entry(line);
@@ -738,5 +810,50 @@ mod tests {
             let e = entry(line);
             assert_eq!(entry(&e.to_string()), e, "{line}");
         }
+    }
+
+    fn geoip(nets: &[(&str, &str)], v6: bool) -> GeoIp {
+        let mut g = GeoIp::default();
+        g.install(Loaded {
+            path: "/test".into(),
+            db: Arc::new(
+                Database::from_bytes(crate::geoip::writer::mmdb(nets, if v6 { 6 } else { 4 }, 24))
+                    .unwrap(),
+            ),
+            from_command: true,
+        });
+        g
+    }
+
+    #[test]
+    fn country_entries() {
+        let g = geoip(crate::geoip::writer::LOOPBACK_NETS, true);
+        let a = acl(&["deny country se"]);
+        assert_eq!(a.entries()[0].to_string(), "deny country SE");
+        assert!(a.has_country());
+        assert!(!a.permits(ip("127.0.0.2"), &g));
+        assert!(!a.permits(ip("::ffff:127.0.0.2"), &g));
+        assert!(a.permits(ip("127.0.0.3"), &g));
+        // Unknown country: no match; the opposite of the last entry.
+        assert!(a.permits(ip("192.0.2.1"), &g));
+        let a = acl(&["permit country SE", "permit 10.0.0.0 255.0.0.0"]);
+        assert!(a.permits(ip("127.0.0.2"), &g));
+        assert!(!a.permits(ip("127.0.0.3"), &g));
+        assert!(a.permits(ip("10.1.1.1"), &g));
+        // Without a database a country entry never matches (as pen).
+        assert!(!a.permits(ip("127.0.0.2"), &GeoIp::default()));
+        let a = acl(&["deny country US", "deny 127.0.0.2"]);
+        assert!(!a.permits(ip("127.0.0.3"), &g));
+        assert!(!a.permits(ip("127.0.0.2"), &g));
+        assert!(a.permits(ip("::1"), &g));
+        // Country entries of any family order: IPv6 clients too.
+        let g6 = geoip(&[("2001:db8::/32", "FR")], true);
+        let a = acl(&["deny country FR"]);
+        assert!(!a.permits(ip("2001:db8::7"), &g6));
+        assert!(a.permits(ip("2001:db9::7"), &g6));
+        let mut t = AclTable::default();
+        assert_eq!(t.first_with_country(), None);
+        t.get_mut(4).unwrap().push(entry("deny country CN"));
+        assert_eq!(t.first_with_country(), Some(4));
     }
 }

@@ -326,6 +326,28 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// SIGHUP: reads the GeoIP database files in use again, as the request log
+/// is reopened (outside the lock). A file that cannot be read, or no longer
+/// checks out, keeps the database loaded before; the error is logged.
+fn reload_geoip(shared: &Shared) {
+    let files: Vec<(PathBuf, bool)> = shared
+        .lock()
+        .geoip
+        .files()
+        .iter()
+        .map(|l| (l.path.clone(), l.from_command))
+        .collect();
+    for (path, from_command) in files {
+        match crate::geoip::load(&path, from_command) {
+            Ok(loaded) => shared.lock().geoip.install(loaded),
+            Err(e) => logging::message(&format!(
+                "geoip_db {}: {e}; the database loaded before stays in use",
+                path.display()
+            )),
+        }
+    }
+}
+
 /// The daemon changes directory to `/`; relative file names given on the
 /// command line keep meaning what they meant where pen was started.
 fn absolutize_paths(shared: &Shared, cl: &mut CommandLine) {
@@ -448,6 +470,7 @@ impl Handlers for Service {
         if let Err(e) = crate::request_log::reopen_request_log() {
             logging::message(&e);
         }
+        reload_geoip(&self.shared);
         let path = self.shared.info().config_file.clone();
         if let Some(path) = path {
             if let Err(e) = control::config::read_and_apply(&self.shared, &path, Origin::Reload) {

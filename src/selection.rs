@@ -321,7 +321,7 @@ pub fn initial_server(b: &mut Balancer, client: usize, now: i64) -> Initial {
     let permitted = b
         .acls
         .get(b.settings.client_acl)
-        .is_none_or(|acl| acl.permits(ip));
+        .is_none_or(|acl| acl.permits(ip, &b.geoip));
     if !permitted {
         return if b.servers.abuse.is_some() {
             Initial::Server(Target::Abuse)
@@ -378,7 +378,7 @@ pub fn admits(b: &Balancer, t: Target, client: usize, now: i64) -> Result<(), Re
     let permitted = b
         .acls
         .get(s.acl)
-        .is_none_or(|acl| acl.permits(client_ip(b, client)));
+        .is_none_or(|acl| acl.permits(client_ip(b, client), &b.geoip));
     if !permitted {
         return Err(Reject::AclDenied);
     }

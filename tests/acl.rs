@@ -113,11 +113,3 @@ fn control_acl_rejects_without_reply() {
     s.read_to_string(&mut out).unwrap();
     assert_eq!(out, "no hash no roundrobin no stubborn no weight no prio\n");
 }
-
-#[test]
-fn country_acls_are_refused() {
-    let p = free_port().to_string();
-    let (code, _o, err) = run_pen(&["-f", "-o", "acl 1 permit country SE", &p, "127.0.0.1:80"]);
-    assert_eq!(code, Some(1));
-    assert!(err.contains("GeoIP"), "{err}");
-}

@@ -60,6 +60,12 @@ pub enum Command {
     TarpitAcl,
     /// Event back-end choice: `poll` (what we always use).
     Poll,
+    /// `geoip_db PATH` loads a database; without PATH, lists those in use.
+    GeoipDb(Option<PathBuf>),
+    /// `no geoip_db`: no database, not even Debian's default ones.
+    NoGeoipDb,
+    /// `country ADDRESS`: the country code that ACLs would match.
+    Country(IpAddr),
     /// TLS settings (`ssl_*`), kept as words; applied by the TLS layer.
     Tls(String, Vec<String>),
 }
@@ -330,6 +336,14 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             )),
         },
         "poll" => Command::Poll,
+        "geoip_db" => Command::GeoipDb(arg.map(PathBuf::from)),
+        "country" => {
+            let a = need("address")?;
+            Command::Country(
+                a.parse()
+                    .map_err(|_| invalid(format!("country: '{a}' is not an IP address")))?,
+            )
+        }
         "server" => parse_server(&w[1..])?,
         "acl" => {
             let n =
@@ -366,6 +380,7 @@ fn parse_no(w: &[&str]) -> Result<Option<Command>, CommandError> {
         "log" => Command::NoLog,
         "web_stats" => Command::NoWebStats,
         "source" => Command::NoSource,
+        "geoip_db" => Command::NoGeoipDb,
         "acl" => {
             let n = w
                 .get(1)

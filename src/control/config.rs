@@ -209,6 +209,14 @@ pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
         Some(ip) => o.push_str(&format!("source {ip}\n")),
         None => o.push_str("no source\n"),
     }
+    if b.geoip.no_defaults {
+        o.push_str("no geoip_db\n");
+    }
+    for l in b.geoip.files() {
+        if l.from_command {
+            o.push_str(&format!("geoip_db {}\n", l.path.display()));
+        }
+    }
     o
 }
 

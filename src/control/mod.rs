@@ -64,6 +64,15 @@ pub fn run_batch(
             Err(error) => return Err(Failed { line: *line, error }),
         }
     }
+    if let Err(error) = t.finish() {
+        // Name the line that made the batch need a database.
+        let line = commands
+            .iter()
+            .find(|(_, c)| matches!(c, Command::Acl(_, crate::acl::AclEntry::Country { .. })))
+            .or(commands.last())
+            .map_or(0, |(l, _)| *l);
+        return Err(Failed { line, error });
+    }
     t.commit();
     Ok(replies)
 }
@@ -75,6 +84,7 @@ pub fn execute(shared: &Shared, cmd: &Command, origin: Origin) -> Result<String,
     }
     let mut t = Transaction::begin(shared, origin);
     let reply = t.run(cmd, 0)?;
+    t.finish()?;
     t.commit();
     Ok(reply)
 }

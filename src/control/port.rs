@@ -25,7 +25,7 @@ pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
         let permitted = b
             .acls
             .get(b.settings.control_acl)
-            .is_none_or(|a| a.permits(Some(ip)));
+            .is_none_or(|a| a.permits(Some(ip), &b.geoip));
         if !permitted {
             logging::debug(1, || "do_ctrl: not from there".into());
             return;

@@ -4,6 +4,7 @@
 
 use super::settings::mode_line;
 use super::Command;
+use crate::geoip::{Coverage, GeoIp};
 use crate::runtime::{ProcessInfo, Shared};
 use crate::state::clients::client_text;
 use crate::state::Balancer;
@@ -40,6 +41,29 @@ pub(super) fn info_reply(info: &ProcessInfo, cmd: &Command) -> Option<String> {
         Command::Log(None) => line(&info.log_target),
         _ => return None,
     })
+}
+
+/// `geoip_db` without a file: the databases in use, one line each.
+pub(super) fn geoip_reply(g: &GeoIp) -> String {
+    g.files()
+        .iter()
+        .map(|l| {
+            let families = match l.db.coverage() {
+                Coverage::V4 => "IPv4",
+                Coverage::V6 => "IPv6",
+                Coverage::Both => "IPv4 and IPv6",
+            };
+            format!("{} ({families}): {}\n", l.path.display(), l.db.describe())
+        })
+        .collect()
+}
+
+/// `country ADDRESS`: the code country ACL entries would match, or `--`.
+pub(super) fn country_reply(g: &GeoIp, ip: std::net::IpAddr) -> String {
+    match g.country(ip) {
+        Some(c) => format!("{c}\n"),
+        None => "--\n".to_string(),
+    }
 }
 
 /// The server lines of `servers` (doc/pen-0.34.1.md, "Control commands"), with

@@ -340,3 +340,33 @@ fn health_reply_lines() {
         "0 addr 127.0.0.1 port 8081 state down passes 0 fails 3 last mismatch age 8 downs 1 ups 0\n"
     );
 }
+
+#[test]
+fn geoip_commands_parse() {
+    assert_eq!(
+        parse("geoip_db /x/GeoIP.dat"),
+        Ok(Some(Command::GeoipDb(Some("/x/GeoIP.dat".into()))))
+    );
+    assert_eq!(parse("geoip_db"), Ok(Some(Command::GeoipDb(None))));
+    assert_eq!(parse("no geoip_db"), Ok(Some(Command::NoGeoipDb)));
+    assert_eq!(
+        parse("country ::ffff:127.0.0.2"),
+        Ok(Some(Command::Country("::ffff:127.0.0.2".parse().unwrap())))
+    );
+    assert_eq!(
+        parse("country").unwrap_err().reply(),
+        "error: country: missing address\n"
+    );
+    assert_eq!(
+        parse("country host.example").unwrap_err().reply(),
+        "error: country: 'host.example' is not an IP address\n"
+    );
+    assert_eq!(
+        parse("acl 3 deny country").unwrap_err().reply(),
+        "error: acl: expected country\n"
+    );
+    let Ok(Some(Command::Acl(3, e))) = parse("acl 3 deny country cn") else {
+        panic!("acl country");
+    };
+    assert_eq!(e.to_string(), "deny country CN");
+}

@@ -17,6 +17,7 @@ use super::queries;
 use super::settings::mode_line;
 use super::Origin;
 use crate::addr::{self, Host, ListenAddr, Proto};
+use crate::geoip;
 use crate::listeners;
 use crate::logging;
 use crate::request_log;
@@ -45,6 +46,10 @@ enum Effect {
     Rename(PendingFile),
     /// Write the status page to the `-w` file.
     WebStatsPage { path: PathBuf, html: String },
+    /// Put a GeoIP database, read and checked, in use.
+    GeoIp(geoip::Loaded),
+    /// `no geoip_db`.
+    NoGeoIp,
 }
 
 #[derive(Clone)]
@@ -209,7 +214,64 @@ impl<'a> Transaction<'a> {
             Command::Include(path) => self.include(path, depth)?,
             Command::Write(path) => self.write(path.as_deref())?,
             Command::Tls(name, args) => self.tls(name, args)?,
+            Command::GeoipDb(Some(path)) => {
+                let loaded = geoip::load(path, true)
+                    .map_err(|e| invalid(format!("geoip_db {}: {e}", path.display())))?;
+                self.install_geoip(loaded);
+                String::new()
+            }
+            Command::GeoipDb(None) => queries::geoip_reply(&b.geoip),
+            Command::NoGeoipDb => {
+                self.staged.geoip.clear();
+                self.effects.push(Effect::NoGeoIp);
+                String::new()
+            }
+            Command::Country(ip) => {
+                self.ensure_geoip()
+                    .map_err(|e| invalid(format!("country: {e}")))?;
+                queries::country_reply(&self.staged.geoip, *ip)
+            }
         })
+    }
+
+    fn install_geoip(&mut self, loaded: geoip::Loaded) {
+        self.staged.geoip.install(loaded.clone());
+        self.effects.push(Effect::GeoIp(loaded));
+    }
+
+    /// With no database loaded yet, loads Debian's default files that
+    /// exist (as Debian's pen does); an error if there is still none.
+    fn ensure_geoip(&mut self) -> Result<(), String> {
+        if !self.staged.geoip.is_empty() {
+            return Ok(());
+        }
+        if self.staged.geoip.no_defaults {
+            return Err("no GeoIP database (no geoip_db is in effect)".into());
+        }
+        let mut why = Vec::new();
+        for path in [geoip::DEFAULT_V4, geoip::DEFAULT_V6] {
+            match geoip::load(Path::new(path), false) {
+                Ok(loaded) => self.install_geoip(loaded),
+                Err(e) => why.push(format!("{path}: {e}")),
+            }
+        }
+        if self.staged.geoip.is_empty() {
+            return Err(format!(
+                "no GeoIP database; load one with geoip_db PATH ({})",
+                why.join("; ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks what only the whole batch decides: country ACL entries need
+    /// a database (given by any line of the batch, or Debian's default).
+    pub(super) fn finish(&mut self) -> Result<(), CommandError> {
+        if let Some(n) = self.staged.acls.first_with_country() {
+            self.ensure_geoip()
+                .map_err(|e| invalid(format!("acl {n}: country entries never match: {e}")))?;
+        }
+        Ok(())
     }
 
     /// `listen ADDR`: at start-up it names the listener (and the first
@@ -342,6 +404,8 @@ impl<'a> Transaction<'a> {
                 Effect::Close(n) => close_connection(shared, n),
                 Effect::Exit => shared.request(AcceptorRequest::Exit),
                 Effect::Rename(file) => file.move_into_place(),
+                Effect::GeoIp(loaded) => shared.lock().geoip.install(loaded),
+                Effect::NoGeoIp => shared.lock().geoip.clear(),
                 Effect::WebStatsPage { path, html } => {
                     if let Err(e) = crate::stats::write_atomically(&path, &html) {
                         logging::message(&format!("Can't write to {}: {e}", path.display()));
@@ -513,6 +577,9 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
         | Command::Exit
         | Command::Include(_)
         | Command::Write(_)
-        | Command::Tls(..) => return None,
+        | Command::Tls(..)
+        | Command::GeoipDb(_)
+        | Command::NoGeoipDb
+        | Command::Country(_) => return None,
     })
 }

@@ -18,6 +18,7 @@ use connections::{state, Connection, Pair};
 use std::sync::Arc;
 
 use crate::acl::AclTable;
+use crate::geoip::GeoIp;
 use clients::ClientTable;
 use connections::ConnectionTable;
 use servers::{ServerTable, Target};
@@ -29,6 +30,8 @@ pub struct Balancer {
     pub servers: ServerTable,
     pub clients: ClientTable,
     pub acls: AclTable,
+    /// The GeoIP databases that country ACL entries use.
+    pub geoip: GeoIp,
     pub conns: ConnectionTable,
     /// Round-robin cursor; starts at 0 and is advanced before use, so the
     /// first new client goes to server 1 (doc/pen-0.34.1.md, "Round robin").
@@ -49,6 +52,7 @@ impl Default for Balancer {
             servers: ServerTable::default(),
             clients: ClientTable::new(DEFAULT_CLIENTS_MAX),
             acls: AclTable::default(),
+            geoip: GeoIp::default(),
             conns: ConnectionTable::new(DEFAULT_CONN_MAX),
             rr_last: 0,
             current: Target::Backend(0),

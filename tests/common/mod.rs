@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod fs;
+pub mod geoip_writer;
 pub mod net;
 pub mod pki;
 pub mod process;
