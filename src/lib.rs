@@ -19,6 +19,7 @@ pub mod filters;
 pub mod http;
 pub mod listeners;
 pub mod logging;
+pub mod multicall;
 pub mod pair;
 pub mod process;
 pub mod relay;
