@@ -64,11 +64,12 @@ check:
 # The static executable, installed with its links, under a slice of the
 # integration tests (they run the programs in PEN_TEST_BINDIR).
 STATIC_TESTS := --test relay --test selection --test control --test companions \
-	--test logs_end_to_end --test operations --test cli --test install --test udp
+	--test logs_end_to_end --test operations --test cli --test install --test udp \
+	--test static_chroot
 STATIC_FILTERS := fifty_clients half_close fail_over penctl_behaviour \
 	settings_change_live_traffic penlogd penlog_sends runs_as_the_given_user \
 	chroot_jail service_names_resolve unknown_user help_and_version \
-	installed_links works_after_dropping_privileges
+	installed_links works_after_dropping_privileges bare_chroot
 check-static:
 	$(MAKE) STATIC=1 all
 	rm -rf target/static-root
