@@ -46,7 +46,7 @@ BUILDDIR ?= target/release
 TARGET_FLAG :=
 endif
 
-.PHONY: all check check-static install uninstall clean
+.PHONY: all check check-static install uninstall dist clean
 
 # All five cargo binaries are the same program; building one is enough.
 all:
@@ -100,6 +100,11 @@ uninstall:
 	for m in $(notdir $(MANS)); do rm -f $(DESTDIR)$(MANDIR)/$$m; done
 	for d in $(DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$$d; done
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
+
+# The source tarball the recipes in contrib/ build from: the committed tree.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+dist:
+	git archive --format=tar.gz --prefix=pen-$(VERSION)/ -o pen-$(VERSION).tar.gz HEAD
 
 clean:
 	$(CARGO) clean
