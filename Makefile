@@ -35,6 +35,14 @@ ifneq ($(TLS),)
 $(error TLS=1 cannot be combined with STATIC=1: TLS links the system's OpenSSL dynamically)
 endif
 TARGET ?= $(shell uname -m)-unknown-linux-musl
+# Before building, the target and its linker must be there; otherwise stop
+# with the one line saying what to install.
+ifneq ($(filter all,$(or $(MAKECMDGOALS),all)),)
+STATIC_PROBLEM := $(shell TARGET=$(TARGET) sh mk/static-check.sh before 2>&1)
+ifneq ($(STATIC_PROBLEM),)
+$(error $(STATIC_PROBLEM))
+endif
+endif
 endif
 
 # Where `make` puts the executable that `make install` copies.
@@ -50,9 +58,6 @@ endif
 
 # All five cargo binaries are the same program; building one is enough.
 all:
-ifneq ($(STATIC),)
-	@TARGET=$(TARGET) sh mk/static-check.sh before
-endif
 	$(CARGO) build --release --bin $(PROGRAM) $(TARGET_FLAG) $(FEATURES)
 ifneq ($(STATIC),)
 	@TARGET=$(TARGET) sh mk/static-check.sh after $(BUILDDIR)/$(PROGRAM)

@@ -446,3 +446,43 @@ fn install_without_built_programs_fails_clearly() {
         "nothing may be installed when the programs are missing"
     );
 }
+
+#[test]
+fn static_build_stops_with_one_line_when_it_cannot_be_static() {
+    if !have("make") {
+        eprintln!("skipping: make is not installed");
+        return;
+    }
+    let cases: [(&[(&str, &Path)], &str); 3] = [
+        (
+            &[("STATIC", Path::new("1")), ("TLS", Path::new("1"))],
+            "TLS=1 cannot be combined with STATIC=1",
+        ),
+        (
+            &[
+                ("STATIC", Path::new("1")),
+                ("TARGET", Path::new("nosuch-unknown-linux-musl")),
+            ],
+            "make STATIC=1: rustc does not know the target nosuch-unknown-linux-musl",
+        ),
+        (
+            &[
+                ("STATIC", Path::new("1")),
+                ("TARGET", Path::new("x86_64-unknown-linux-gnu")),
+            ],
+            "make STATIC=1: TARGET=x86_64-unknown-linux-gnu is not a musl target",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let out = make("all", vars);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{vars:?}: {}", describe(&out));
+        assert!(
+            out.stdout.is_empty(),
+            "{vars:?} started a build: {}",
+            describe(&out)
+        );
+        assert_eq!(stderr.lines().count(), 1, "{vars:?}: {}", describe(&out));
+        assert!(stderr.contains(expected), "{vars:?}: {}", describe(&out));
+    }
+}
