@@ -71,7 +71,7 @@ def listening(port):
 
 def one_start(binary, backend_port):
     """(RSS after the first reply, ms to the first reply) of one start."""
-    (port,) = helper_free_ports(1)
+    (port,) = helper.free_port_list(1)
     cmd = [binary, "-f", f"127.0.0.1:{port}", f"127.0.0.1:{backend_port}"]
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -87,18 +87,12 @@ def one_start(binary, backend_port):
             raise SystemExit(f"{binary}: no relayed reply within 10 s")
         return rss_kib(proc.pid), first_ms
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        helper.stop(proc)
 
 
 def rss_at_listen(binary, backend_port):
     """RSS (KiB) of a balancer that listens but has relayed nothing."""
-    (port,) = helper_free_ports(1)
+    (port,) = helper.free_port_list(1)
     cmd = [binary, "-f", f"127.0.0.1:{port}", f"127.0.0.1:{backend_port}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -109,24 +103,8 @@ def rss_at_listen(binary, backend_port):
             time.sleep(0.001)
         return rss_kib(proc.pid)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        helper.stop(proc)
 
-
-def helper_free_ports(n):
-    ports, socks = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 def main(argv):
