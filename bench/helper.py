@@ -30,7 +30,7 @@ import time
 REQUEST = b"GET /small HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
 
 
-def free_ports(n):
+def free_port_list(n):
     socks, ports = [], []
     for _ in range(n):
         s = socket.socket()
@@ -39,7 +39,11 @@ def free_ports(n):
         ports.append(s.getsockname()[1])
     for s in socks:
         s.close()
-    print(" ".join(map(str, ports)))
+    return ports
+
+
+def free_ports(n):
+    print(" ".join(map(str, free_port_list(n))))
 
 
 def wait_port(port, seconds):
@@ -175,13 +179,18 @@ def startup(port, cmd):
         print("nan")
         return 1
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop(proc)
+
+
+def stop(proc):
+    """Stops a process started here, by its PID, bounded in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
 
 
 # ---------------------------------------------------------------- summary

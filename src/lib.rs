@@ -21,6 +21,7 @@ pub mod health;
 pub mod http;
 pub mod listeners;
 pub mod logging;
+pub mod multicall;
 pub mod pair;
 pub mod process;
 pub mod relay;

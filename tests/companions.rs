@@ -26,7 +26,7 @@ fn stderr(output: &Output) -> String {
 
 /// Runs `program ARGS` and checks it fails as a usage error: exit 2, two
 /// lines on stderr (the problem, naming `expected`; the --help hint).
-fn assert_usage_error(program: &str, name: &str, args: &[&str], expected: &str) {
+fn assert_usage_error(program: Program, name: &str, args: &[&str], expected: &str) {
     let out = run(program, args);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{name} {args:?}: {err}");
@@ -42,7 +42,7 @@ fn assert_usage_error(program: &str, name: &str, args: &[&str], expected: &str) 
 }
 
 /// Checks `--help` and `--version` of `program` (called `name`).
-fn assert_help_and_version(program: &str, name: &str) {
+fn assert_help_and_version(program: Program, name: &str) {
     let help = run(program, &["--help"]);
     assert_eq!(help.status.code(), Some(0));
     assert!(

@@ -11,7 +11,12 @@ const DEBIAN_PEN: &str = "/usr/bin/pen";
 
 /// Runs `clients` (source addresses, in order) against `binary` with
 /// `args` + backends; the names they reached.
-fn scenario(binary: &str, extra: &[&str], backends: &[String], clients: &[&str]) -> Vec<String> {
+fn scenario(
+    binary: impl AsRef<std::ffi::OsStr>,
+    extra: &[&str],
+    backends: &[String],
+    clients: &[&str],
+) -> Vec<String> {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut args: Vec<&str> = extra.to_vec();

@@ -1,6 +1,7 @@
-//! Packaging: the manual pages render cleanly, and `make install` /
-//! `make uninstall` put exactly the five programs and five pages in place
-//! and take them away again. Runs `groff` and `make`; each test is skipped
+//! Packaging: the manual pages render cleanly; `make install` puts
+//! exactly one executable, its four links, five pages and the licence and
+//! README in place, each link runs its own program, and `make uninstall`
+//! takes them all away again. Runs `groff` and `make`; each test is skipped
 //! with a message when its tool is not installed.
 
 mod common;
@@ -8,21 +9,20 @@ use common::*;
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
-
-const PROGRAMS: [&str; 5] = ["pen", "penctl", "penlog", "penlogd", "mergelogs"];
 
 /// The crate root, where the Makefile and `man/` are.
 fn crate_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The directory cargo built the test binaries in; it holds all five.
+/// The directory that holds the `pen` under test (cargo's, or the one
+/// `PEN_TEST_BINDIR` names): `make install` copies it from there.
 fn build_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_pen"))
+    PEN.path()
         .parent()
         .expect("a binary path has a parent directory")
         .to_path_buf()
@@ -67,6 +67,11 @@ fn make(target: &str, vars: &[(&str, &Path)]) -> Output {
         "DESTDIR",
         "PREFIX",
         "BUILDDIR",
+        "DOCDIR",
+        "LINKS",
+        "STATIC",
+        "TARGET",
+        "TLS",
     ] {
         cmd.env_remove(var);
     }
@@ -127,8 +132,9 @@ fn man_pages_render_without_warnings() {
         .collect();
     for program in PROGRAMS {
         assert!(
-            names.contains(&format!("{program}.1")),
-            "man/{program}.1 is missing (have {names:?})"
+            names.contains(&format!("{}.1", program.name)),
+            "man/{}.1 is missing (have {names:?})",
+            program.name
         );
     }
     for page in &pages {
@@ -146,51 +152,81 @@ fn man_pages_render_without_warnings() {
     }
 }
 
-#[test]
-fn install_and_uninstall_put_exactly_the_programs_and_pages() {
-    if !have("make") {
-        eprintln!("skipping: make is not installed");
-        return;
+/// The companions, installed as links to `pen`.
+const LINKED: [&str; 4] = ["penctl", "penlog", "penlogd", "mergelogs"];
+/// The documents installed in `$(PREFIX)/share/doc/pen`.
+const DOCS: [&str; 2] = ["COPYING", "README.md"];
+
+/// What `make install PREFIX=/usr` must put under DESTDIR: one binary,
+/// four links, five pages, the licence and the README.
+fn expected_tree() -> BTreeSet<String> {
+    let mut expected = BTreeSet::new();
+    for program in PROGRAMS {
+        expected.insert(format!("usr/bin/{}", program.name));
+        expected.insert(format!("usr/share/man/man1/{}.1", program.name));
     }
-    let dest = TempDir::new("destdir");
+    for doc in DOCS {
+        expected.insert(format!("usr/share/doc/pen/{doc}"));
+    }
+    expected
+}
+
+/// Installs into a fresh DESTDIR with `PREFIX=/usr` and `extra` variables,
+/// checks the tree, and returns DESTDIR.
+fn install(tag: &str, extra: &[(&str, &Path)]) -> TempDir {
+    let dest = TempDir::new(tag);
+    let build = build_dir();
+    let mut vars = vec![
+        ("DESTDIR", dest.path()),
+        ("PREFIX", Path::new("/usr")),
+        ("BUILDDIR", build.as_path()),
+    ];
+    vars.extend_from_slice(extra);
+    let out = make("install", &vars);
+    assert!(out.status.success(), "make install: {}", describe(&out));
+    assert_eq!(files_under(dest.path()), expected_tree(), "installed tree");
+
+    let bin = dest.path().join("usr/bin");
+    let installed = bin.join("pen");
+    assert_eq!(mode(&installed), 0o755, "{}", installed.display());
+    let built = std::fs::metadata(build.join("pen")).expect("built binary");
+    let copied = std::fs::metadata(&installed).expect("installed binary");
+    assert_eq!(copied.len(), built.len(), "pen copied whole");
+    for program in PROGRAMS {
+        let page = dest
+            .path()
+            .join("usr/share/man/man1")
+            .join(format!("{}.1", program.name));
+        assert_eq!(mode(&page), 0o644, "{}", page.display());
+        let source = std::fs::read(crate_root().join("man").join(format!("{}.1", program.name)))
+            .expect("read source page");
+        assert_eq!(
+            std::fs::read(&page).expect("read installed page"),
+            source,
+            "{}.1 copied unchanged",
+            program.name
+        );
+    }
+    for doc in DOCS {
+        let installed = dest.path().join("usr/share/doc/pen").join(doc);
+        assert_eq!(mode(&installed), 0o644, "{}", installed.display());
+        assert_eq!(
+            std::fs::read(&installed).expect("read installed doc"),
+            std::fs::read(crate_root().join(doc)).expect("read source doc"),
+            "{doc} copied unchanged"
+        );
+    }
+    dest
+}
+
+/// Uninstalls from `dest` and checks nothing is left.
+fn uninstall(dest: &TempDir) {
     let build = build_dir();
     let vars = [
         ("DESTDIR", dest.path()),
         ("PREFIX", Path::new("/usr")),
         ("BUILDDIR", build.as_path()),
     ];
-
-    let out = make("install", &vars);
-    assert!(out.status.success(), "make install: {}", describe(&out));
-
-    let mut expected = BTreeSet::new();
-    for program in PROGRAMS {
-        expected.insert(format!("usr/bin/{program}"));
-        expected.insert(format!("usr/share/man/man1/{program}.1"));
-    }
-    assert_eq!(files_under(dest.path()), expected, "installed tree");
-
-    for program in PROGRAMS {
-        let installed = dest.path().join("usr/bin").join(program);
-        assert_eq!(mode(&installed), 0o755, "{}", installed.display());
-        let built = std::fs::metadata(build.join(program)).expect("built binary");
-        let copied = std::fs::metadata(&installed).expect("installed binary");
-        assert_eq!(copied.len(), built.len(), "{program} copied whole");
-
-        let page = dest
-            .path()
-            .join("usr/share/man/man1")
-            .join(format!("{program}.1"));
-        assert_eq!(mode(&page), 0o644, "{}", page.display());
-        let source = std::fs::read(crate_root().join("man").join(format!("{program}.1")))
-            .expect("read source page");
-        assert_eq!(
-            std::fs::read(&page).expect("read installed page"),
-            source,
-            "{program}.1 copied unchanged"
-        );
-    }
-
     let out = make("uninstall", &vars);
     assert!(out.status.success(), "make uninstall: {}", describe(&out));
     assert_eq!(
@@ -198,6 +234,179 @@ fn install_and_uninstall_put_exactly_the_programs_and_pages() {
         BTreeSet::new(),
         "files left after make uninstall"
     );
+    assert!(
+        !dest.path().join("usr/share/doc/pen").exists(),
+        "make uninstall leaves the doc directory it made"
+    );
+}
+
+/// Runs `path ARGS`; its output, which must be a success.
+fn run_ok(path: &Path, args: &[&str]) -> String {
+    let out = run(path, args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{} {args:?}: {}",
+        path.display(),
+        describe(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Each installed name runs its own program: `--version` and `--help` name
+/// it, and each does one real job, the companions both through their link
+/// and as `pen NAME ...`.
+fn check_programs(bin: &Path) {
+    let pen = bin.join("pen");
+    let version = run_ok(&pen, &["--version"]);
+    assert!(version.starts_with("pen 0.34.1 "), "{version}");
+    assert!(
+        run_ok(&pen, &["--help"]).contains("[host:]port"),
+        "pen --help"
+    );
+    for name in LINKED {
+        let link = bin.join(name);
+        let expected = format!("{name} (pen) {}\n", env!("CARGO_PKG_VERSION"));
+        assert_eq!(run_ok(&link, &["--version"]), expected, "{name} --version");
+        assert_eq!(
+            run_ok(&pen, &[name, "--version"]),
+            expected,
+            "pen {name} --version"
+        );
+        let help = run_ok(&link, &["--help"]);
+        assert!(
+            help.to_lowercase().starts_with("usage") && help.contains(name),
+            "{name} --help: {help}"
+        );
+        // A usage error names the program and exits 2, as before.
+        let out = run(&link, &["--no-such-option"]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with(&format!("{name}: ")),
+            "{name}: {}",
+            describe(&out)
+        );
+    }
+
+    // pen relays, and penctl (link and `pen penctl`) talks to its control port.
+    let backend = Backend::start("B", Behaviour::Name);
+    let control = free_port().to_string();
+    let balancer = Pen::serve_program(&pen, &["-u", "root", "-C", &control], &[backend.spec()]);
+    assert_eq!(ask("127.0.0.1", balancer.port), "B");
+    let target = format!("127.0.0.1:{control}");
+    assert_eq!(
+        run_ok(&bin.join("penctl"), &[&target, "mode"]),
+        ctl(control.parse().unwrap(), "mode")
+    );
+    let servers = run_ok(&pen, &["penctl", &target, "servers"]);
+    assert!(
+        servers.contains(&format!("addr {}", backend.spec().replace(':', " port "))),
+        "{servers}"
+    );
+
+    // penlog sends a line to penlogd, which writes it to its log.
+    let dir = TempDir::new("installed-logs");
+    let log = dir.join("access.log");
+    let log_port = free_udp_port("127.0.0.1");
+    let _penlogd = ChildGuard::spawn(
+        Command::new(bin.join("penlogd"))
+            .args(["-f", "-a", "127.0.0.1", "-l"])
+            .arg(&log)
+            .arg(log_port.to_string())
+            .stdin(std::process::Stdio::null()),
+    );
+    wait_for_udp_port(log_port);
+    let line = "127.0.0.1 - - [26/Nov/2026:09:00:00 +0000] \"GET /installed HTTP/1.0\" 200 5";
+    let out = run_command(
+        Command::new(bin.join("penlog")).args(["127.0.0.1", &log_port.to_string(), "127.0.0.2"]),
+        format!("{line}\n").into_bytes(),
+        DEADLINE,
+    );
+    assert_eq!(out.status.code(), Some(0), "penlog: {}", describe(&out));
+    wait_file_contains(&log, "GET /installed", DEADLINE);
+
+    // mergelogs puts pen's client into a web server's line.
+    let pen_log = dir.file("pen.log", "10.1.1.1 1795683600 127.0.0.2 GET /x HTTP/1.0\n");
+    let web_log = dir.file(
+        "web.log",
+        "127.0.0.1 - - [26/Nov/2026:09:00:00 +0000] \"GET /x HTTP/1.0\" 200 5\n",
+    );
+    let server = format!("127.0.0.2:{}", web_log.display());
+    let merged = run_ok(
+        &bin.join("mergelogs"),
+        &["-p", pen_log.to_str().unwrap(), &server],
+    );
+    assert_eq!(
+        merged,
+        "10.1.1.1 - - [26/Nov/2026:09:00:00 +0000] \"GET /x HTTP/1.0\" 200 5\n"
+    );
+}
+
+#[test]
+fn installed_links_run_their_programs() {
+    if !have("make") {
+        eprintln!("skipping: make is not installed");
+        return;
+    }
+    let dest = install("destdir", &[]);
+    let bin = dest.path().join("usr/bin");
+    for name in LINKED {
+        let link = bin.join(name);
+        let target = std::fs::read_link(&link)
+            .unwrap_or_else(|e| panic!("{} is not a symbolic link: {e}", link.display()));
+        assert_eq!(target, Path::new("pen"), "{name} links to pen, relatively");
+    }
+    check_programs(&bin);
+    uninstall(&dest);
+}
+
+#[test]
+fn installed_hard_links_run_their_programs() {
+    if !have("make") {
+        eprintln!("skipping: make is not installed");
+        return;
+    }
+    let dest = install("destdir-hard", &[("LINKS", Path::new("hard"))]);
+    let bin = dest.path().join("usr/bin");
+    let pen_inode = std::fs::metadata(bin.join("pen")).expect("pen").ino();
+    for name in LINKED {
+        let link = bin.join(name);
+        let meta = std::fs::symlink_metadata(&link).expect("installed link");
+        assert!(meta.file_type().is_file(), "{name} is a hard link");
+        assert_eq!(meta.ino(), pen_inode, "{name} is the same file as pen");
+    }
+    check_programs(&bin);
+    uninstall(&dest);
+}
+
+#[test]
+fn install_refuses_an_unknown_link_kind() {
+    if !have("make") {
+        eprintln!("skipping: make is not installed");
+        return;
+    }
+    let dest = TempDir::new("destdir-badlinks");
+    let build = build_dir();
+    let out = make(
+        "install",
+        &[
+            ("DESTDIR", dest.path()),
+            ("BUILDDIR", build.as_path()),
+            ("LINKS", Path::new("soft")),
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "LINKS=soft accepted: {}",
+        describe(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("LINKS=soft: say LINKS=symbolic or LINKS=hard"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(files_under(dest.path()), BTreeSet::new());
 }
 
 #[test]
@@ -236,4 +445,44 @@ fn install_without_built_programs_fails_clearly() {
         BTreeSet::new(),
         "nothing may be installed when the programs are missing"
     );
+}
+
+#[test]
+fn static_build_stops_with_one_line_when_it_cannot_be_static() {
+    if !have("make") {
+        eprintln!("skipping: make is not installed");
+        return;
+    }
+    let cases: [(&[(&str, &Path)], &str); 3] = [
+        (
+            &[("STATIC", Path::new("1")), ("TLS", Path::new("1"))],
+            "TLS=1 cannot be combined with STATIC=1",
+        ),
+        (
+            &[
+                ("STATIC", Path::new("1")),
+                ("TARGET", Path::new("nosuch-unknown-linux-musl")),
+            ],
+            "make STATIC=1: rustc does not know the target nosuch-unknown-linux-musl",
+        ),
+        (
+            &[
+                ("STATIC", Path::new("1")),
+                ("TARGET", Path::new("x86_64-unknown-linux-gnu")),
+            ],
+            "make STATIC=1: TARGET=x86_64-unknown-linux-gnu is not a musl target",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let out = make("all", vars);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{vars:?}: {}", describe(&out));
+        assert!(
+            out.stdout.is_empty(),
+            "{vars:?} started a build: {}",
+            describe(&out)
+        );
+        assert_eq!(stderr.lines().count(), 1, "{vars:?}: {}", describe(&out));
+        assert!(stderr.contains(expected), "{vars:?}: {}", describe(&out));
+    }
 }

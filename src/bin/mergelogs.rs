@@ -1,6 +1,7 @@
-//! The `mergelogs` companion program; see `pen::companions::mergelogs`.
+//! The `mergelogs` program. All five binaries are the same multi-call program
+//! (`pen::multicall`), which chooses by the name it is called as; `make`
+//! builds and installs only `pen`, with links for the others.
 
 fn main() {
-    let args = std::env::args_os().skip(1).collect();
-    std::process::exit(pen::companions::mergelogs::run(args));
+    pen::multicall::main()
 }

@@ -1,6 +1,7 @@
-//! The `penlog` companion program; see `pen::companions::penlog`.
+//! The `penlog` program. All five binaries are the same multi-call program
+//! (`pen::multicall`), which chooses by the name it is called as; `make`
+//! builds and installs only `pen`, with links for the others.
 
 fn main() {
-    let args = std::env::args_os().skip(1).collect();
-    std::process::exit(pen::companions::penlog::run(args));
+    pen::multicall::main()
 }

@@ -180,8 +180,15 @@ pub enum Resource {
     OpenFiles,
 }
 
+/// The type getrlimit takes its resource as: glibc has its own enum type,
+/// musl a plain int.
+#[cfg(target_env = "gnu")]
+type RawResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type RawResource = libc::c_int;
+
 impl Resource {
-    fn raw(self) -> libc::__rlimit_resource_t {
+    fn raw(self) -> RawResource {
         match self {
             Resource::CoreSize => libc::RLIMIT_CORE,
             Resource::OpenFiles => libc::RLIMIT_NOFILE,

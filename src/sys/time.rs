@@ -2,6 +2,9 @@
 
 /// Broken-down local time: (year, month 1-12, day, hour, minute, second).
 pub fn local(unix: i64) -> (i32, u32, u32, u32, u32, u32) {
+    // The libc crate marks musl's time_t deprecated, warning that it will
+    // follow musl 1.2 to 64 bits; the cast is right either way.
+    #[allow(deprecated)]
     let t = unix as libc::time_t;
     // SAFETY: tm is plain old data; all-zero is valid.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };

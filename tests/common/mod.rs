@@ -32,7 +32,7 @@ pub use net::{
 #[allow(unused_imports)]
 pub use process::{
     process_alive, rss_kib, run, run_command, run_pen, send_signal, wait_gone, ChildGuard,
-    DaemonGuard, Pen, MERGELOGS, PEN, PENCTL, PENLOG, PENLOGD,
+    DaemonGuard, Pen, Program, BINDIR_VAR, MERGELOGS, PEN, PENCTL, PENLOG, PENLOGD, PROGRAMS,
 };
 #[allow(unused_imports)]
 pub use stats::{field, report_field, report_line, report_num};

@@ -1,8 +1,11 @@
 //! The programs under test as child processes: the `pen` balancer (killed
 //! when its handle drops), the companions, daemons known by PID, signals.
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::Duration;
 
@@ -10,16 +13,65 @@ use super::fs::TempDir;
 use super::net::{free_port, free_udp_port, is_listening, is_udp_bound};
 use super::wait::{wait_file_contains, wait_for, wait_until, DEADLINE};
 
+/// A program under test. By default the binary cargo built; when the
+/// environment names a directory in [`BINDIR_VAR`] (an installed tree such
+/// as `make install DESTDIR=...` made, or the static build's), the program
+/// of that name there, so the tests also run through the installed links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Program {
+    /// Its installed name.
+    pub name: &'static str,
+    built: &'static str,
+}
+
+/// The environment variable naming a directory to take the programs from.
+pub const BINDIR_VAR: &str = "PEN_TEST_BINDIR";
+
+impl Program {
+    const fn new(name: &'static str, built: &'static str) -> Program {
+        Program { name, built }
+    }
+
+    /// The path the tests run.
+    pub fn path(self) -> &'static Path {
+        static INSTALLED: OnceLock<Option<PathBuf>> = OnceLock::new();
+        static PATHS: OnceLock<Vec<PathBuf>> = OnceLock::new();
+        let Some(dir) = INSTALLED.get_or_init(|| std::env::var_os(BINDIR_VAR).map(PathBuf::from))
+        else {
+            return Path::new(self.built);
+        };
+        let paths = PATHS.get_or_init(|| PROGRAMS.iter().map(|p| dir.join(p.name)).collect());
+        paths
+            .iter()
+            .find(|p| p.file_name() == Some(OsStr::new(self.name)))
+            .expect("every program is in PROGRAMS")
+    }
+}
+
+impl AsRef<OsStr> for Program {
+    fn as_ref(&self) -> &OsStr {
+        self.path().as_os_str()
+    }
+}
+
+impl std::fmt::Display for Program {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.path().display().fmt(f)
+    }
+}
+
 /// The balancer.
-pub const PEN: &str = env!("CARGO_BIN_EXE_pen");
+pub const PEN: Program = Program::new("pen", env!("CARGO_BIN_EXE_pen"));
 /// The control client.
-pub const PENCTL: &str = env!("CARGO_BIN_EXE_penctl");
+pub const PENCTL: Program = Program::new("penctl", env!("CARGO_BIN_EXE_penctl"));
 /// The web server log shipper.
-pub const PENLOG: &str = env!("CARGO_BIN_EXE_penlog");
+pub const PENLOG: Program = Program::new("penlog", env!("CARGO_BIN_EXE_penlog"));
 /// The log collecting daemon.
-pub const PENLOGD: &str = env!("CARGO_BIN_EXE_penlogd");
+pub const PENLOGD: Program = Program::new("penlogd", env!("CARGO_BIN_EXE_penlogd"));
 /// The offline log merger.
-pub const MERGELOGS: &str = env!("CARGO_BIN_EXE_mergelogs");
+pub const MERGELOGS: Program = Program::new("mergelogs", env!("CARGO_BIN_EXE_mergelogs"));
+/// All five, `pen` first.
+pub const PROGRAMS: [Program; 5] = [PEN, PENCTL, PENLOG, PENLOGD, MERGELOGS];
 
 /// A child process, killed and reaped when dropped if it still runs.
 pub struct ChildGuard(pub Child);
@@ -146,7 +198,7 @@ pub fn run_command(command: &mut Command, input: Vec<u8>, within: Duration) -> O
 }
 
 /// Runs `program ARGS` to completion (bounded by [`DEADLINE`]).
-pub fn run(program: &str, args: &[&str]) -> Output {
+pub fn run(program: impl AsRef<OsStr>, args: &[&str]) -> Output {
     run_command(Command::new(program).args(args), Vec::new(), DEADLINE)
 }
 
@@ -176,7 +228,7 @@ impl Pen {
 
     /// Starts `program -f ARGS` (pen, or another build of it) and waits
     /// until TCP `port` listens.
-    pub fn start_program(program: &str, port: u16, args: &[&str]) -> Pen {
+    pub fn start_program(program: impl AsRef<OsStr>, port: u16, args: &[&str]) -> Pen {
         let mut pen = Pen::spawn_program(program, args);
         pen.port = port;
         pen.expect_ready("listen on TCP", || is_listening(port));
@@ -195,9 +247,15 @@ impl Pen {
 
     /// `pen -f EXTRA 127.0.0.1:PORT BACKENDS` on a free port, listening.
     pub fn serve(extra: &[&str], backends: &[String]) -> Pen {
+        Pen::serve_program(PEN, extra, backends)
+    }
+
+    /// `program -f EXTRA 127.0.0.1:PORT BACKENDS` on a free port, listening.
+    pub fn serve_program(program: impl AsRef<OsStr>, extra: &[&str], backends: &[String]) -> Pen {
         let port = free_port();
         let args = listen_args(extra, port, backends);
-        Pen::start(port, &args.iter().map(String::as_str).collect::<Vec<_>>())
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Pen::start_program(program, port, &args)
     }
 
     /// `pen -f -U EXTRA 127.0.0.1:PORT BACKENDS` on a free UDP port, bound.
@@ -213,7 +271,7 @@ impl Pen {
     }
 
     /// Spawns `program -f ARGS` without waiting for anything.
-    pub fn spawn_program(program: &str, args: &[&str]) -> Pen {
+    pub fn spawn_program(program: impl AsRef<OsStr>, args: &[&str]) -> Pen {
         let dir = TempDir::new("pen");
         let out = std::fs::File::create(dir.join("stdout")).expect("create stdout file");
         let err = std::fs::File::create(dir.join("stderr")).expect("create stderr file");
