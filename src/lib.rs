@@ -21,6 +21,7 @@ pub mod listeners;
 pub mod logging;
 pub mod pair;
 pub mod process;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod request_log;
 pub mod runtime;
