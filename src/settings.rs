@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::addr::Host;
+use crate::proxy_protocol::Version;
 
 /// `tcp_fastclose` (doc/pen-0.34.1.md, "Socket options").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -65,6 +66,31 @@ pub struct Settings {
     /// A pair in a conversation yields the CPU before it waits for the
     /// other end's answer (an addition of this pen; bench/README.md).
     pub relay_yield: bool,
+    /// `send_proxy`: the PROXY header each upstream connection starts with.
+    pub send_proxy: Option<Version>,
+    /// `accept_proxy`: each client must start with a PROXY header.
+    pub accept_proxy: AcceptProxy,
+}
+
+/// `accept_proxy on [N]` / `accept_proxy off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AcceptProxy {
+    #[default]
+    Off,
+    /// On; with an ACL, only clients whose real address it permits may
+    /// send a header, the others are refused.
+    On { acl: Option<usize> },
+}
+
+impl AcceptProxy {
+    /// The command's argument words, as `write` saves them.
+    pub fn words(self) -> String {
+        match self {
+            AcceptProxy::Off => "off".into(),
+            AcceptProxy::On { acl: None } => "on".into(),
+            AcceptProxy::On { acl: Some(n) } => format!("on {n}"),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -96,6 +122,8 @@ impl Default for Settings {
             multi_accept: 100,
             listen_queue: 500,
             relay_yield: true,
+            send_proxy: None,
+            accept_proxy: AcceptProxy::Off,
         }
     }
 }
