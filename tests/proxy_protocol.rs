@@ -371,3 +371,82 @@ fn commands_are_checked_saved_and_refused_under_udp() {
     ctl(cport, "no accept_proxy");
     assert_eq!(ctl(cport, "accept_proxy"), "off\nrefused 0\n");
 }
+
+/// HAProxy from Debian in the foreground on its own config, killed by PID
+/// when dropped.
+struct Haproxy {
+    _child: ChildGuard,
+    _dir: TempDir,
+}
+
+impl Haproxy {
+    fn start(config: &str, ports: &[u16]) -> Option<Haproxy> {
+        if !Path::new("/usr/sbin/haproxy").exists() {
+            return None;
+        }
+        let dir = TempDir::new("haproxy");
+        let conf = dir.file("haproxy.cfg", config);
+        let child = ChildGuard::spawn(
+            Command::new("/usr/sbin/haproxy")
+                .arg("-db")
+                .arg("-f")
+                .arg(&conf)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        for p in ports {
+            wait_for_port(*p);
+        }
+        Some(Haproxy {
+            _child: child,
+            _dir: dir,
+        })
+    }
+}
+
+#[test]
+fn haproxy_receives_from_and_sends_to_pen() {
+    let b = Backend::start("E", Behaviour::Echo);
+    let (receiver, sender, pen_port) = (free_port(), free_port(), free_port());
+    // `receiver` reads pen's headers and answers the source it was told;
+    // `sender` hands its clients to pen with a v2 header.
+    let config = format!(
+        "global\n  maxconn 64\n\
+         defaults\n  timeout connect 5s\n  timeout client 10s\n  timeout server 10s\n\
+         frontend receiver\n  mode http\n  bind 127.0.0.1:{receiver} accept-proxy\n\
+         \x20 http-request return status 200 content-type text/plain lf-string \"%[src] %[src_port]\"\n\
+         listen sender\n  mode tcp\n  bind 127.0.0.1:{sender}\n\
+         \x20 server pen 127.0.0.1:{pen_port} send-proxy-v2\n"
+    );
+    let Some(_haproxy) = Haproxy::start(&config, &[receiver, sender]) else {
+        eprintln!("skipped: haproxy is not installed");
+        return;
+    };
+    for v in ["v1", "v2"] {
+        let cmd = format!("send_proxy {v}");
+        let pen = Pen::serve(&["-o", &cmd], &[format!("127.0.0.1:{receiver}")]);
+        let (got, cport) = through(pen.port, "127.0.0.9", b"GET / HTTP/1.0\r\n\r\n");
+        let got = text(&got);
+        assert!(got.starts_with("HTTP/1.1 200"), "{v}: {got}");
+        assert!(
+            got.ends_with(&format!("\r\n\r\n127.0.0.9 {cport}")),
+            "{v}: {got}"
+        );
+    }
+    let _pen = Pen::start(
+        pen_port,
+        &[
+            "-o",
+            "accept_proxy on",
+            "-o",
+            "send_proxy v1",
+            &format!("127.0.0.1:{pen_port}"),
+            &b.spec(),
+        ],
+    );
+    let (got, cport) = through(sender, "127.0.0.10", b"hello");
+    assert_eq!(
+        text(&got),
+        format!("PROXY TCP4 127.0.0.10 127.0.0.1 {cport} {sender}\r\nhello")
+    );
+}
