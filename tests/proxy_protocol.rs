@@ -450,3 +450,25 @@ fn haproxy_receives_from_and_sends_to_pen() {
         format!("PROXY TCP4 127.0.0.10 127.0.0.1 {cport} {sender}\r\nhello")
     );
 }
+
+#[test]
+fn request_log_and_statistics_name_the_header_address() {
+    let b = Backend::start("web", Behaviour::Http);
+    let dir = TempDir::new("pp-log");
+    let log = dir.join("requests.log");
+    let pen = Pen::serve(
+        &["-l", log.to_str().unwrap(), "-o", "accept_proxy on"],
+        &[b.spec()],
+    );
+    let mut s = connect_from("127.0.0.2", local(pen.port)).unwrap();
+    s.write_all(b"PROXY TCP4 192.0.2.44 127.0.0.1 5555 80\r\nGET /viaproxy HTTP/1.0\r\n\r\n")
+        .unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    assert!(reply.contains("200"), "{reply}");
+    let logged = wait_file_contains(&log, "GET /viaproxy", DEADLINE);
+    assert!(logged.starts_with("192.0.2.44 "), "{logged}");
+    let report = pen.stats();
+    assert!(report.contains("192.0.2.44"), "{report}");
+    assert!(!report.contains("127.0.0.2"), "{report}");
+}
