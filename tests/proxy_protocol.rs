@@ -370,6 +370,10 @@ fn commands_are_checked_saved_and_refused_under_udp() {
     );
     ctl(cport, "no accept_proxy");
     assert_eq!(ctl(cport, "accept_proxy"), "off\nrefused 0\n");
+    // The written file brings both back through -F.
+    let (_b, _pen, cport) = accepting(&["-F", file.to_str().unwrap()]);
+    assert_eq!(ctl(cport, "send_proxy"), "v2\n");
+    assert_eq!(ctl(cport, "accept_proxy"), "on 4\nrefused 0\n");
 }
 
 /// HAProxy from Debian in the foreground on its own config, killed by PID
