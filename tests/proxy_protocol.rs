@@ -265,8 +265,9 @@ fn accept_proxy_refuses_missing_garbage_and_slow_headers() {
     let t = Instant::now();
     let (got, _) = through(pen.port, "127.0.0.5", b"PROXY UNKNOWN\r\nquick");
     assert_eq!(got, b"quick");
+    // Well before the slow client's 1 s deadline.
     assert!(
-        t.elapsed() < Duration::from_millis(500),
+        t.elapsed() < Duration::from_millis(800),
         "{:?}",
         t.elapsed()
     );
