@@ -24,6 +24,7 @@ pub mod logging;
 pub mod multicall;
 pub mod pair;
 pub mod process;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod request_log;
 pub mod runtime;

@@ -2,16 +2,18 @@
 //! client, choose a server, connect (failing over on refusal or timeout),
 //! relay, then account the bytes (doc/pen-0.34.1.md, "Connection set-up").
 
-use std::os::fd::OwnedFd;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::time::Duration;
-#[cfg(feature = "tls")]
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::addr::Host;
 use crate::logging;
+use crate::proxy_protocol::{self, Addresses, HeaderSource};
 use crate::relay::{self, ClientSide, Filter, Outcome, RelayOptions};
 use crate::runtime::Shared;
+use crate::settings::AcceptProxy;
 use crate::sys;
 use crate::sys::socket::PeerAddr;
 use crate::upstream::{self, Connected, Permit, Transport};
@@ -31,6 +33,43 @@ pub fn serve(
     peer: PeerAddr,
     filters: &FilterFactory,
 ) {
+    let (accept_proxy, connect_timeout) = {
+        let b = shared.lock();
+        let accept = match b.settings.accept_proxy {
+            AcceptProxy::Off => None,
+            // Checked here, on the real address: a PROXY header lets its
+            // sender claim any other.
+            AcceptProxy::On { acl } => Some(
+                acl.and_then(|n| b.acls.get(n))
+                    .is_none_or(|a| a.permits(peer.ip(), &b.geoip)),
+            ),
+        };
+        (accept, timeout_of(b.settings.connect_timeout))
+    };
+    // The address the client connected to, when a PROXY header said it.
+    let mut destination = None;
+    let mut peer = peer;
+    if let Some(permitted) = accept_proxy {
+        let got = if permitted {
+            read_proxy_header(client.as_fd(), Instant::now() + connect_timeout)
+        } else {
+            Err("its address may not send a PROXY header".to_string())
+        };
+        match got {
+            Ok(Some(a)) => {
+                logging::debug(2, || format!("PROXY header from {peer:?}: {a:?}"));
+                peer = PeerAddr::Inet(a.source);
+                destination = Some(a.destination);
+            }
+            // LOCAL or UNKNOWN: the connection's own ends stand.
+            Ok(None) => {}
+            Err(why) => {
+                shared.lock().proxy_refused += 1;
+                logging::debug(1, || format!("client {peer:?} refused: {why}"));
+                return;
+            }
+        }
+    }
     let now = sys::now_unix();
     let Some(admitted) = upstream::admit(
         shared.balancer(),
@@ -48,11 +87,11 @@ pub fn serve(
             fastclose: b.settings.fastclose,
             relay_yield: b.settings.relay_yield,
         };
-        (opts, upstream::server_host(b, t))
+        (opts, upstream::server_host(b, t), b.settings.send_proxy)
     });
     let Some(Connected {
         lease,
-        value: (opts, server_host),
+        value: (opts, server_host, send_proxy),
         ..
     }) = connected
     else {
@@ -67,6 +106,16 @@ pub fn serve(
     let (Some(client), Some(server)) = (pair.client(), pair.server()) else {
         return;
     };
+    if let Some(version) = send_proxy {
+        // Before any relayed byte; the relay (and splice) carry the rest.
+        let ends = proxied_ends(client.as_fd(), &peer, destination);
+        let header = proxy_protocol::encode(version, ends.as_ref());
+        let deadline = Instant::now() + connect_timeout;
+        if let Err(e) = sys::socket::write_all_until(server.as_fd(), &header, deadline) {
+            logging::debug(1, || format!("PROXY header for {peer:?} not sent: {e}"));
+            return;
+        }
+    }
     #[cfg(feature = "tls")]
     if let Some(acceptor) = shared.tls_state.acceptor() {
         let mut stream = match tls_handshake(shared, &acceptor, client, lease.conn()) {
@@ -108,6 +157,91 @@ pub fn serve(
         filter.as_deref_mut().map(|f| f as &mut dyn Filter),
     );
     log_outcome(&peer, &outcome);
+}
+
+fn timeout_of(seconds: i64) -> Duration {
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(1).max(1))
+}
+
+/// The ends a `send_proxy` header announces: the client, and the address
+/// it connected to (from its own PROXY header, or the accepted socket's
+/// local address). `None` for a Unix-socket client.
+fn proxied_ends(
+    client: BorrowedFd<'_>,
+    peer: &PeerAddr,
+    destination: Option<SocketAddr>,
+) -> Option<Addresses> {
+    let PeerAddr::Inet(source) = peer else {
+        return None;
+    };
+    let destination = match destination {
+        Some(d) => d,
+        None => match sys::socket::local_addr(client) {
+            Ok(PeerAddr::Inet(d)) => d,
+            _ => return None,
+        },
+    };
+    Some(Addresses {
+        source: *source,
+        destination,
+    })
+}
+
+/// The accepted client socket as the PROXY header reader sees it.
+struct ClientHeader<'a> {
+    fd: BorrowedFd<'a>,
+    deadline: Instant,
+}
+
+impl HeaderSource for ClientHeader<'_> {
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        sys::socket::peek(self.fd, buf)
+    }
+
+    fn take(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let mut got = 0;
+        // The bytes are queued (a peek saw them), so one read takes them;
+        // the bound guards against a kernel that says otherwise.
+        for _ in 0..buf.len() {
+            if got == buf.len() {
+                break;
+            }
+            match sys::socket::read(self.fd, &mut buf[got..]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if got == buf.len() {
+            Ok(())
+        } else {
+            Err(io::ErrorKind::UnexpectedEof.into())
+        }
+    }
+
+    fn wait(&mut self) -> io::Result<()> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || sys::poll::wait_one(self.fd, sys::poll::IN, Some(left))? == 0 {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        Ok(())
+    }
+}
+
+/// Reads the client's PROXY header, on this pair's thread so that a slow
+/// client holds up nobody else; its addresses, if it gave usable ones.
+fn read_proxy_header(
+    client: BorrowedFd<'_>,
+    deadline: Instant,
+) -> Result<Option<Addresses>, String> {
+    let mut src = ClientHeader {
+        fd: client,
+        deadline,
+    };
+    proxy_protocol::read_header(&mut src)
+        .map(|h| h.addresses)
+        .map_err(|e| e.to_string())
 }
 
 fn log_outcome(peer: &PeerAddr, outcome: &Outcome) {

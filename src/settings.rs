@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::addr::Host;
+use crate::proxy_protocol::Version;
 
 /// `tcp_fastclose` (doc/pen-0.34.1.md, "Socket options").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -77,6 +78,31 @@ pub struct Settings {
     /// bring it back.
     pub health_check_fall: u32,
     pub health_check_rise: u32,
+    /// `send_proxy`: the PROXY header each upstream connection starts with.
+    pub send_proxy: Option<Version>,
+    /// `accept_proxy`: each client must start with a PROXY header.
+    pub accept_proxy: AcceptProxy,
+}
+
+/// `accept_proxy on [N]` / `accept_proxy off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AcceptProxy {
+    #[default]
+    Off,
+    /// On; with an ACL, only clients whose real address it permits may
+    /// send a header, the others are refused.
+    On { acl: Option<usize> },
+}
+
+impl AcceptProxy {
+    /// The command's argument words, as `write` saves them.
+    pub fn words(self) -> String {
+        match self {
+            AcceptProxy::Off => "off".into(),
+            AcceptProxy::On { acl: None } => "on".into(),
+            AcceptProxy::On { acl: Some(n) } => format!("on {n}"),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -114,6 +140,8 @@ impl Default for Settings {
             health_check_expect: None,
             health_check_fall: 3,
             health_check_rise: 2,
+            send_proxy: None,
+            accept_proxy: AcceptProxy::Off,
         }
     }
 }

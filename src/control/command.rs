@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use super::settings::{Flag, Number};
 use crate::acl::{self, AclEntry};
 use crate::addr::{self, Host, Proto};
-use crate::settings::FastClose;
+use crate::proxy_protocol::Version;
+use crate::settings::{AcceptProxy, FastClose};
 
 /// A parsed command.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +35,10 @@ pub enum Command {
     /// `health`: the health checks' view of every server.
     Health,
     FastClose(FastClose),
+    /// `send_proxy v1|v2|off`; `None` queries it.
+    SendProxy(Option<Option<Version>>),
+    /// `accept_proxy on [N]|off`; `None` queries it.
+    AcceptProxy(Option<AcceptProxy>),
     Mode,
     Servers,
     Recent(i64),
@@ -319,6 +324,22 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             Some("both") => Command::FastClose(FastClose::Both),
             Some(_) => Command::FastClose(FastClose::Off),
         },
+        "send_proxy" => Command::SendProxy(match arg {
+            None => None,
+            Some("v1") => Some(Some(Version::V1)),
+            Some("v2") => Some(Some(Version::V2)),
+            Some("off") => Some(None),
+            Some(a) => return Err(invalid(format!("send_proxy: '{a}' is not v1, v2 or off"))),
+        }),
+        "accept_proxy" => Command::AcceptProxy(match (arg, w.get(2)) {
+            (None, _) => None,
+            (Some("off"), None) => Some(AcceptProxy::Off),
+            (Some("on"), None) => Some(AcceptProxy::On { acl: None }),
+            (Some("on"), Some(n)) if w.len() == 3 => Some(AcceptProxy::On {
+                acl: Some(acl::parse_acl_number(n).map_err(|e| invalid(e.to_string()))?),
+            }),
+            _ => return Err(invalid("accept_proxy: expected 'on', 'on ACL' or 'off'")),
+        }),
         "idlers" => match arg {
             None => Command::Idlers,
             Some(a) if int(first, a)? <= 0 => Command::Idlers,
@@ -381,6 +402,8 @@ fn parse_no(w: &[&str]) -> Result<Option<Command>, CommandError> {
         "web_stats" => Command::NoWebStats,
         "source" => Command::NoSource,
         "geoip_db" => Command::NoGeoipDb,
+        "send_proxy" => Command::SendProxy(Some(None)),
+        "accept_proxy" => Command::AcceptProxy(Some(AcceptProxy::Off)),
         "acl" => {
             let n = w
                 .get(1)

@@ -209,6 +209,12 @@ pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
         Some(ip) => o.push_str(&format!("source {ip}\n")),
         None => o.push_str("no source\n"),
     }
+    if let Some(v) = s.send_proxy {
+        o.push_str(&format!("send_proxy {}\n", v.name()));
+    }
+    if s.accept_proxy != crate::settings::AcceptProxy::Off {
+        o.push_str(&format!("accept_proxy {}\n", s.accept_proxy.words()));
+    }
     if b.geoip.no_defaults {
         o.push_str("no geoip_db\n");
     }

@@ -22,12 +22,15 @@ use crate::listeners;
 use crate::logging;
 use crate::request_log;
 use crate::runtime::{AcceptorRequest, ProcessInfo, Shared};
-use crate::settings::Settings;
+use crate::settings::{AcceptProxy, Settings};
 use crate::state::servers::{Health, Target};
 use crate::state::Balancer;
 
 /// Maximum `include` nesting (a file including itself would loop forever).
 const MAX_INCLUDE_DEPTH: u32 = 8;
+
+/// The reply to `send_proxy`/`accept_proxy` under `-U`.
+const UDP_PROXY: &str = "the PROXY protocol is for TCP; pen runs in UDP mode (-U)";
 
 /// Something a command does outside the balancer state, prepared and
 /// waiting for the commit.
@@ -143,6 +146,8 @@ impl<'a> Transaction<'a> {
             | Command::ProbeText(..)
             | Command::NoProbeText(_)
             | Command::FastClose(_)
+            | Command::SendProxy(None)
+            | Command::AcceptProxy(None)
             | Command::Mode
             | Command::Server(..)
             | Command::Acl(..)
@@ -154,6 +159,18 @@ impl<'a> Transaction<'a> {
             | Command::Poll => self.setting(cmd),
             Command::Pid | Command::Control | Command::Listen(None) | Command::Log(None) => {
                 queries::info_reply(&self.info, cmd).unwrap_or_default()
+            }
+            Command::SendProxy(Some(v)) => {
+                if v.is_some() && self.info.udp {
+                    return Err(invalid(UDP_PROXY));
+                }
+                self.setting(cmd)
+            }
+            Command::AcceptProxy(Some(a)) => {
+                if *a != AcceptProxy::Off && self.info.udp {
+                    return Err(invalid(UDP_PROXY));
+                }
+                self.setting(cmd)
             }
             Command::Servers => queries::servers_reply(b),
             Command::Health => queries::health_reply(b, self.now),
@@ -532,6 +549,22 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
             b.settings.fastclose = *fc;
             String::new()
         }
+        Command::SendProxy(Some(v)) => {
+            b.settings.send_proxy = *v;
+            String::new()
+        }
+        Command::SendProxy(None) => {
+            format!("{}\n", b.settings.send_proxy.map_or("off", |v| v.name()))
+        }
+        Command::AcceptProxy(Some(a)) => {
+            b.settings.accept_proxy = *a;
+            String::new()
+        }
+        Command::AcceptProxy(None) => format!(
+            "{}\nrefused {}\n",
+            b.settings.accept_proxy.words(),
+            b.proxy_refused
+        ),
         Command::Mode => mode_line(&b.settings),
         Command::Server(n, settings) => {
             apply_server(b, *n, settings, now);

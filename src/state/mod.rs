@@ -43,6 +43,9 @@ pub struct Balancer {
     /// not exist yet during option parsing, doc/pen-0.34.1.md, "Command line"
     /// `-c`).
     pub running: bool,
+    /// Clients closed by `accept_proxy`: no valid PROXY header in time, or
+    /// not permitted to send one.
+    pub proxy_refused: u64,
 }
 
 impl Default for Balancer {
@@ -57,6 +60,7 @@ impl Default for Balancer {
             rr_last: 0,
             current: Target::Backend(0),
             running: false,
+            proxy_refused: 0,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::poll;
 
@@ -380,6 +380,44 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // borrowed, so it is open for the call.
     let n = unsafe { syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()))? };
     Ok(n as usize)
+}
+
+/// recv(2) with MSG_PEEK: copies waiting bytes into `buf` and leaves them
+/// queued.
+pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a live mutable slice of the given length; `fd` is
+    // borrowed, so it is open for the call.
+    let n = unsafe {
+        syscall!(recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK
+        ))?
+    };
+    Ok(n as usize)
+}
+
+/// Writes all of `bytes` to a non-blocking socket, waiting for room until
+/// `deadline` (then `TimedOut`).
+pub fn write_all_until(fd: BorrowedFd<'_>, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    // Each round writes at least one byte or waits, and waits end at the
+    // deadline.
+    while !bytes.is_empty() {
+        match write(fd, bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() || poll::wait_one(fd, poll::OUT, Some(left))? == 0 {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// send(2) with MSG_NOSIGNAL, so a reset peer gives EPIPE, not SIGPIPE.
