@@ -50,14 +50,11 @@ fn fatal(m: impl Into<String>) -> Fatal {
 pub fn main(args: &[String]) -> i32 {
     let cl = match cli::parse(args) {
         Ok(Invocation::Help) => {
-            print!("{}", cli::USAGE);
+            print!("{}", cli::usage());
             return 0;
         }
         Ok(Invocation::Version) => {
-            println!(
-                "pen {} (Rust reimplementation of pen 0.34.1)",
-                env!("CARGO_PKG_VERSION")
-            );
+            print!("{}", cli::version());
             return 0;
         }
         Ok(Invocation::Run(cl)) => cl,
@@ -275,6 +272,14 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     let report = if cl.foreground {
         None
     } else {
+        if !sys::syslog::available() {
+            eprintln!(
+                "pen: warning: no system logger at {}: as a daemon, pen's messages and USR1 \
+                 statistics will be lost; run in the foreground with -f, write statistics \
+                 with -w FILE, or scrape the `metrics` command",
+                sys::syslog::SOCKET
+            );
+        }
         sys::syslog::open(c"pen");
         Some(crate::daemon::detach().map_err(|e| fatal(e.to_string()))?)
     };
@@ -298,10 +303,21 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         r.ready();
         logging::use_syslog(true);
     }
-    {
+    let no_servers = {
         let mut b = shared.lock();
         b.running = true;
         shared.sync_limits(&b);
+        b.servers
+            .backends
+            .iter()
+            .all(|s| matches!(s.host, Host::Unset))
+            && b.servers.emergency.is_none()
+    };
+    if no_servers && cl.config_file.is_none() {
+        logging::warning(
+            "no backend servers: every client will be refused until servers are added \
+             (give them after LISTEN, in a -F file, or with `server N address A port P`)",
+        );
     }
     let mut handlers = Service {
         shared: Arc::clone(&shared),
