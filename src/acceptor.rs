@@ -1,6 +1,7 @@
 //! The acceptor: one poll() loop over the wake pipe (index 0), the
-//! listening socket(s) and the control socket. It hands each client to a
-//! pair thread and each control connection to a short-lived handler, and
+//! listening socket(s), the control socket and the metrics endpoint. It
+//! hands each client to a pair thread and each control or metrics
+//! connection to a short-lived handler, and
 //! acts on signals the handlers recorded. It never reads or writes a
 //! client's bytes, so nothing a client or a control client does can stall it.
 
@@ -23,6 +24,8 @@ pub trait Handlers {
     fn client(&mut self, permit: Permit, fd: OwnedFd, peer: PeerAddr);
     /// A control connection was accepted.
     fn control(&mut self, fd: OwnedFd, peer: PeerAddr);
+    /// A connection to the metrics endpoint was accepted.
+    fn metrics(&mut self, fd: OwnedFd, peer: PeerAddr);
     fn hangup(&mut self);
     fn statistics(&mut self);
 }
@@ -39,6 +42,13 @@ fn transient(e: &std::io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+/// The sockets besides the listeners, served by short-lived handlers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Control,
+    Metrics,
 }
 
 /// Concurrent control connections allowed; more are closed at once.
@@ -58,6 +68,7 @@ pub fn run(
     let admission = &shared.admission;
     // After EMFILE and friends, stop accepting briefly instead of spinning.
     let mut backoff_until: Option<Instant> = None;
+    let mut metrics: Option<OwnedFd> = None;
     loop {
         let may = admission.may_accept() && backoff_until.is_none_or(|t| Instant::now() >= t);
         if may {
@@ -74,6 +85,9 @@ pub fn run(
         }
         if let Some(c) = &control {
             fds.push(PollFd::new(c.as_fd(), poll::IN));
+        }
+        if let Some(m) = &metrics {
+            fds.push(PollFd::new(m.as_fd(), poll::IN));
         }
         let timeout = backoff_until.map(|t| t.saturating_duration_since(Instant::now()));
         if let Err(e) = poll::poll(&mut fds, timeout) {
@@ -101,6 +115,10 @@ pub fn run(
                 AcceptorRequest::Exit => exit = true,
                 AcceptorRequest::Listen(new) => {
                     listeners = new;
+                    replaced = true;
+                }
+                AcceptorRequest::Metrics(new) => {
+                    metrics = new;
                     replaced = true;
                 }
             }
@@ -134,15 +152,23 @@ pub fn run(
                 }
             }
         }
-        if let Some(c) = &control {
-            if fds[1 + listeners.len()].revents() != 0 {
-                match socket::accept(c.as_fd()) {
-                    Ok((fd, peer)) => handlers.control(fd, peer),
-                    Err(e) if transient(&e) => {
-                        backoff_until = Some(Instant::now() + Duration::from_millis(100));
-                    }
-                    Err(_) => {}
+        let mut next = 1 + listeners.len();
+        let services: [(&Option<OwnedFd>, Service); 2] =
+            [(&control, Service::Control), (&metrics, Service::Metrics)];
+        for (socket, service) in services {
+            let Some(s) = socket else { continue };
+            let ready = fds[next].revents() != 0;
+            next += 1;
+            if !ready {
+                continue;
+            }
+            match socket::accept(s.as_fd()) {
+                Ok((fd, peer)) if service == Service::Control => handlers.control(fd, peer),
+                Ok((fd, peer)) => handlers.metrics(fd, peer),
+                Err(e) if transient(&e) => {
+                    backoff_until = Some(Instant::now() + Duration::from_millis(100));
                 }
+                Err(_) => {}
             }
         }
     }

@@ -402,15 +402,9 @@ example:
 /// Said before the TLS options by a build that has no TLS.
 const USAGE_NO_TLS: &str = "  (the TLS options -E -K -G -A -Z -R -L need a TLS build: this pen was\n   built without TLS support; rebuild with `make TLS=1`)\n";
 
-/// The features this build has, as `--version` and the metrics name them.
-pub const FEATURES: &[&str] = &[
-    #[cfg(feature = "tls")]
-    "tls",
-];
-
 /// The `pen --help` text.
 pub fn usage() -> String {
-    let no_tls = if FEATURES.contains(&"tls") {
+    let no_tls = if crate::FEATURES.contains(&"tls") {
         ""
     } else {
         USAGE_NO_TLS
@@ -420,10 +414,10 @@ pub fn usage() -> String {
 
 /// The `pen --version` text.
 pub fn version() -> String {
-    let features = if FEATURES.is_empty() {
+    let features = if crate::FEATURES.is_empty() {
         "none (built without TLS support; rebuild with `make TLS=1` for it)".to_string()
     } else {
-        FEATURES.join(" ")
+        crate::FEATURES.join(" ")
     };
     format!(
         "pen {} (Rust reimplementation of pen 0.34.1)\nfeatures: {features}\n",

@@ -19,6 +19,7 @@ pub mod filters;
 pub mod http;
 pub mod listeners;
 pub mod logging;
+pub mod metrics;
 pub mod pair;
 pub mod process;
 pub mod relay;
@@ -36,3 +37,10 @@ pub mod tls;
 pub mod udp;
 pub mod upstream;
 pub mod workers;
+
+/// The optional features this build has, as `pen --version` and the
+/// `pen_build_info` metric name them.
+pub const FEATURES: &[&str] = &[
+    #[cfg(feature = "tls")]
+    "tls",
+];

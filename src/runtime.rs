@@ -4,6 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::relay::YieldGuard;
@@ -37,6 +38,10 @@ pub struct ProcessInfo {
     pub log_target: Option<String>,
     /// HTML status file (`-w`, `web_stats`).
     pub web_stats: Option<PathBuf>,
+    /// The metrics endpoint's address as given (`metrics_listen`).
+    pub metrics_listen: Option<String>,
+    /// When the process started (UNIX time, `pen_start_time_seconds`).
+    pub started_at: i64,
 }
 
 /// Requests from other threads to the acceptor.
@@ -44,6 +49,9 @@ pub struct ProcessInfo {
 pub enum AcceptorRequest {
     /// Replace the listening socket(s) (`listen ADDR` at run time).
     Listen(Vec<OwnedFd>),
+    /// Serve the metrics endpoint on this socket, or close it
+    /// (`metrics_listen`).
+    Metrics(Option<OwnedFd>),
     /// `exit` (with `-X`).
     Exit,
 }
@@ -59,6 +67,9 @@ pub struct Shared {
     /// Whether the pairs' threads yield: shared, so that slow yields seen
     /// by any pair pause yielding in all of them.
     pub yield_guard: YieldGuard,
+    /// Clients accepted (`pen_clients_accepted_total`): counted by the
+    /// acceptor and the UDP relay, without the lock.
+    pub accepted: AtomicU64,
     requests: Mutex<Vec<AcceptorRequest>>,
     /// Shared with `admission` and the signal handler, which wake the
     /// acceptor through it.
@@ -88,6 +99,7 @@ impl Shared {
             pool,
             admission: Arc::new(admission),
             yield_guard: YieldGuard::new(),
+            accepted: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             wake_write,
             wake_read,

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::state::clients::ClientKey;
 use crate::state::connections::Pair;
 use crate::state::servers::Target;
-use crate::state::Balancer;
+use crate::state::{Balancer, Refusal};
 use crate::sys::socket::PeerAddr;
 
 /// Why a server was not acceptable for a client.
@@ -227,6 +227,10 @@ pub struct Attempt {
     /// Servers visited by the failover walk so far.
     walked: usize,
     emergency_tried: bool,
+    /// `client_acl` denied the client.
+    denied: bool,
+    /// A server was passed over for being at its limit.
+    saw_full: bool,
 }
 
 impl Attempt {
@@ -244,6 +248,8 @@ impl Attempt {
             current: initial,
             walked: 0,
             emergency_tried: false,
+            denied: choice == Initial::Denied,
+            saw_full: false,
         };
         // Denied by client_acl without abuse server: closed (doc/pen-0.34.1.md,
         // quirk Q9); "nothing available" (Target::None) still goes on to the
@@ -259,7 +265,8 @@ impl Attempt {
     }
 
     fn accept(&mut self, b: &mut Balancer, t: Target, now: i64) -> bool {
-        if admits(b, t, self.client, now).is_err() {
+        if let Err(why) = admits(b, t, self.client, now) {
+            self.saw_full |= why == Reject::Full;
             return false;
         }
         self.current = t;
@@ -301,6 +308,17 @@ impl Attempt {
             }
         }
         None
+    }
+
+    /// Why the client is refused once no server is left for it.
+    pub fn refusal(&self) -> Refusal {
+        if self.denied {
+            Refusal::Acl
+        } else if self.saw_full {
+            Refusal::Limit
+        } else {
+            Refusal::NoServer
+        }
     }
 
     /// The server currently being tried.

@@ -425,6 +425,9 @@ impl Relay<'_> {
             self.close(victim, Ended::Evicted);
         }
         let client = PeerAddr::Inet(peer);
+        self.shared
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some(admitted) = upstream::admit(
             self.shared.balancer(),
             &client,

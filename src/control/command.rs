@@ -49,6 +49,11 @@ pub enum Command {
     NoSource,
     Idlers,
     TarpitAcl,
+    /// The metrics in Prometheus' text format.
+    Metrics,
+    /// `metrics_listen [HOST:]PORT`; `None` queries it.
+    MetricsListen(Option<String>),
+    NoMetricsListen,
     /// Event back-end choice: `poll` (what we always use).
     Poll,
     /// TLS settings (`ssl_*`), kept as words; applied by the TLS layer.
@@ -193,6 +198,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         "log" => Command::Log(arg.map(String::from)),
         "web_stats" => Command::WebStats(arg.map(String::from)),
         "status" => Command::Status,
+        "metrics" => Command::Metrics,
+        "metrics_listen" => Command::MetricsListen(arg.map(String::from)),
         "close" => Command::Close(int(first, need("connection number")?)?),
         "exit" => Command::Exit,
         "include" => Command::Include(PathBuf::from(need("file name")?)),
@@ -271,6 +278,7 @@ fn parse_no(w: &[&str]) -> Result<Option<Command>, CommandError> {
         "log" => Command::NoLog,
         "web_stats" => Command::NoWebStats,
         "source" => Command::NoSource,
+        "metrics_listen" => Command::NoMetricsListen,
         "acl" => {
             let n = w
                 .get(1)

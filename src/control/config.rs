@@ -201,6 +201,10 @@ pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
         Some(ip) => o.push_str(&format!("source {ip}\n")),
         None => o.push_str("no source\n"),
     }
+    // New commands, only when set, so that the file stays pen's otherwise.
+    if let Some(m) = &info.metrics_listen {
+        o.push_str(&format!("metrics_listen {m}\n"));
+    }
     o
 }
 

@@ -22,9 +22,12 @@ pub(super) fn answer(shared: &Shared, cmd: &Command) -> Option<String> {
             let row = n.row();
             (row.reply)((row.get)(&shared.lock()))
         }
-        Command::Pid | Command::Control | Command::Listen(None) | Command::Log(None) => {
-            info_reply(&shared.info(), cmd)?
-        }
+        Command::Pid
+        | Command::Control
+        | Command::Listen(None)
+        | Command::Log(None)
+        | Command::MetricsListen(None) => info_reply(&shared.info(), cmd)?,
+        Command::Metrics => crate::metrics::render(shared),
         _ => return None,
     })
 }
@@ -37,6 +40,7 @@ pub(super) fn info_reply(info: &ProcessInfo, cmd: &Command) -> Option<String> {
         Command::Control => line(&info.control),
         Command::Listen(None) => line(&info.listen),
         Command::Log(None) => line(&info.log_target),
+        Command::MetricsListen(None) => line(&info.metrics_listen),
         _ => return None,
     })
 }

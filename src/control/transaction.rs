@@ -21,7 +21,7 @@ use crate::listeners;
 use crate::logging;
 use crate::request_log;
 use crate::runtime::{AcceptorRequest, ProcessInfo, Shared};
-use crate::state::servers::Target;
+use crate::state::servers::{SlotMetrics, Target};
 use crate::state::Balancer;
 
 /// Maximum `include` nesting (a file including itself would loop forever).
@@ -34,6 +34,8 @@ enum Effect {
     RequestLog(Option<request_log::Sink>),
     /// Replace the listening socket(s).
     Listen(Vec<OwnedFd>),
+    /// Serve the metrics endpoint on this socket, or close it.
+    Metrics(Option<OwnedFd>),
     /// Change a process fact (`listen`, `log`, `web_stats` names).
     Info(InfoChange),
     /// `close N`.
@@ -51,6 +53,7 @@ enum InfoChange {
     Listen { spec: String, from_command: bool },
     LogTarget(Option<String>),
     WebStats(Option<PathBuf>),
+    MetricsListen(Option<String>),
 }
 
 impl InfoChange {
@@ -62,6 +65,7 @@ impl InfoChange {
             }
             InfoChange::LogTarget(t) => info.log_target = t.clone(),
             InfoChange::WebStats(p) => info.web_stats = p.clone(),
+            InfoChange::MetricsListen(spec) => info.metrics_listen = spec.clone(),
         }
     }
 }
@@ -136,8 +140,21 @@ impl<'a> Transaction<'a> {
             | Command::Idlers
             | Command::TarpitAcl
             | Command::Poll => self.setting(cmd),
-            Command::Pid | Command::Control | Command::Listen(None) | Command::Log(None) => {
+            Command::Pid
+            | Command::Control
+            | Command::Listen(None)
+            | Command::Log(None)
+            | Command::MetricsListen(None) => {
                 queries::info_reply(&self.info, cmd).unwrap_or_default()
+            }
+            Command::Metrics => crate::metrics::render(self.shared),
+            Command::MetricsListen(Some(spec)) => self.metrics_listen(spec)?,
+            Command::NoMetricsListen => {
+                if self.info.metrics_listen.is_some() {
+                    self.effects.push(Effect::Metrics(None));
+                    self.change_info(InfoChange::MetricsListen(None));
+                }
+                String::new()
             }
             Command::Servers => queries::servers_reply(b),
             Command::Recent(secs) => queries::recent_reply(b, *secs, self.now),
@@ -224,6 +241,27 @@ impl<'a> Transaction<'a> {
             spec: spec.to_string(),
             from_command: self.origin == Origin::Startup,
         });
+        Ok(format!("{spec}\n"))
+    }
+
+    /// `metrics_listen [HOST:]PORT`: the endpoint is bound now (at start-up
+    /// too, before privileges are dropped) and served from the commit on.
+    /// The address it already serves is kept as it is, so that a reload
+    /// of the same file does not try to bind it twice.
+    fn metrics_listen(&mut self, spec: &str) -> Result<String, CommandError> {
+        let addr = addr::parse_listen(spec, Proto::Tcp)
+            .map_err(|e| invalid(format!("metrics_listen: {e}")))?;
+        if self.info.metrics_listen.as_deref() != Some(spec) {
+            let backlog = self.staged.settings.listen_queue;
+            let fd = listeners::open(&addr, false, backlog).map_err(|e| {
+                invalid(format!(
+                    "metrics_listen: {}",
+                    listeners::bind_error(spec, &e)
+                ))
+            })?;
+            self.effects.push(Effect::Metrics(Some(fd)));
+            self.change_info(InfoChange::MetricsListen(Some(spec.to_string())));
+        }
         Ok(format!("{spec}\n"))
     }
 
@@ -325,6 +363,7 @@ impl<'a> Transaction<'a> {
             match effect {
                 Effect::RequestLog(sink) => request_log::install(sink),
                 Effect::Listen(fds) => shared.request(AcceptorRequest::Listen(fds)),
+                Effect::Metrics(fd) => shared.request(AcceptorRequest::Metrics(fd)),
                 Effect::Info(change) => change.apply(&mut shared.info()),
                 Effect::Close(n) => close_connection(shared, n),
                 Effect::Exit => shared.request(AcceptorRequest::Exit),
@@ -376,7 +415,8 @@ fn close_connection(shared: &Shared, n: usize) {
 
 /// Applies `server N ...` settings to the table.
 fn apply_server(b: &mut Balancer, n: usize, settings: &[ServerSetting], now: i64) {
-    b.servers.ensure_slot(n);
+    let slot = b.servers.ensure_slot(n);
+    let was = (slot.host.clone(), slot.port);
     for s in settings {
         let t = Target::Backend(n);
         if let ServerSetting::Blacklist(secs) = s {
@@ -403,6 +443,19 @@ fn apply_server(b: &mut Balancer, n: usize, settings: &[ServerSetting], now: i64
             ServerSetting::Prio(p) => slot.prio = *p,
             ServerSetting::Blacklist(_) => {}
         }
+    }
+    // A slot given another address is another server to the metrics: it
+    // starts a new label set, counting from zero.
+    let slot = &b.servers.backends[n];
+    if (&slot.host, slot.port) != (&was.0, was.1) {
+        let live = crate::stats::live_by_server(b)[n];
+        let slot = &mut b.servers.backends[n];
+        let (sent, received) = crate::metrics::slot_totals(slot, live);
+        slot.metrics = SlotMetrics {
+            sent_base: sent,
+            received_base: received,
+            ..SlotMetrics::default()
+        };
     }
 }
 
@@ -470,6 +523,9 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
         | Command::Exit
         | Command::Include(_)
         | Command::Write(_)
+        | Command::Metrics
+        | Command::MetricsListen(_)
+        | Command::NoMetricsListen
         | Command::Tls(..) => return None,
     })
 }
