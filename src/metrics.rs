@@ -27,6 +27,14 @@ struct ServerRow {
     blacklisted: bool,
 }
 
+/// A per-server family: name, type, help, and its value in a row.
+type ServerFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ServerRow) -> u64,
+);
+
 /// What the lock is held for: copying numbers, no formatting.
 struct Snapshot {
     servers: Vec<ServerRow>,
@@ -108,7 +116,7 @@ pub fn render(shared: &Shared) -> String {
         (info.udp, info.started_at)
     };
     let mut o = String::with_capacity(2048 + 600 * snap.servers.len());
-    let per_server: [(&str, &str, &str, fn(&ServerRow) -> u64); 6] = [
+    let per_server: [ServerFamily; 6] = [
         (
             "pen_server_connections",
             "gauge",

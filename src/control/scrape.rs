@@ -27,7 +27,7 @@ enum Request {
     },
     NotFound,
     MethodNotAllowed,
-    BadRequest,
+    Malformed,
 }
 
 /// Reads the request line of `head` (`METHOD TARGET HTTP/1.x`).
@@ -38,10 +38,10 @@ fn parse(head: &[u8]) -> Request {
     let (Some(method), Some(target), Some(version), None) =
         (w.next(), w.next(), w.next(), w.next())
     else {
-        return Request::BadRequest;
+        return Request::Malformed;
     };
     if !version.starts_with("HTTP/1.") {
-        return Request::BadRequest;
+        return Request::Malformed;
     }
     let head_only = match method {
         "GET" => false,
@@ -77,7 +77,7 @@ fn respond(shared: &Shared, request: &Request) -> Vec<u8> {
             "only GET and HEAD\n".into(),
             false,
         ),
-        Request::BadRequest => (
+        Request::Malformed => (
             "400 Bad Request",
             "text/plain",
             "bad request\n".into(),
@@ -111,7 +111,7 @@ pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
     let mut chunk = [0u8; 1024];
     while !head_complete(&buf) {
         if buf.len() > MAX_HEAD {
-            write_all(&fd, &respond(shared, &Request::BadRequest), deadline);
+            write_all(&fd, &respond(shared, &Request::Malformed), deadline);
             return;
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -155,9 +155,9 @@ mod tests {
             p("POST /metrics HTTP/1.1\r\n\r\n"),
             Request::MethodNotAllowed
         );
-        assert_eq!(p("GET /metrics\r\n\r\n"), Request::BadRequest);
-        assert_eq!(p("GET /metrics SPDY/3\r\n\r\n"), Request::BadRequest);
-        assert_eq!(p("\r\n\r\n"), Request::BadRequest);
+        assert_eq!(p("GET /metrics\r\n\r\n"), Request::Malformed);
+        assert_eq!(p("GET /metrics SPDY/3\r\n\r\n"), Request::Malformed);
+        assert_eq!(p("\r\n\r\n"), Request::Malformed);
     }
 
     #[test]
