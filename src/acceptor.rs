@@ -35,6 +35,19 @@ pub trait Handlers {
 pub enum Stop {
     Signal,
     ExitCommand,
+    /// A drain ended: the last pair or UDP session finished.
+    Drained,
+    /// A drain ended at its timeout with connections still live.
+    DrainTimeout,
+}
+
+/// While draining, how often the live connections are counted again (UDP
+/// sessions end without waking the acceptor).
+const DRAIN_CHECK: Duration = Duration::from_millis(50);
+
+/// Pairs (from before their accept) and UDP sessions still live.
+fn live_connections(shared: &Shared) -> usize {
+    shared.admission.active().max(shared.lock().conns.used())
 }
 
 fn transient(e: &std::io::Error) -> bool {
@@ -57,7 +70,10 @@ pub const MAX_CONTROL_CLIENTS: usize = 16;
 /// Control handlers currently running.
 pub static CONTROL_ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs until SIGTERM/SIGINT or the `exit` command.
+/// Runs until SIGTERM/SIGINT, the `exit` command, or the end of a drain
+/// (SIGQUIT, `drain`): the listeners close at once, so the kernel refuses
+/// new clients, and the loop goes on serving the control port and the
+/// metrics until the live connections end or the drain times out.
 pub fn run(
     shared: &Arc<Shared>,
     mut listeners: Vec<OwnedFd>,
@@ -69,12 +85,14 @@ pub fn run(
     // After EMFILE and friends, stop accepting briefly instead of spinning.
     let mut backoff_until: Option<Instant> = None;
     let mut metrics: Option<OwnedFd> = None;
+    let mut drain_until: Option<Instant> = None;
     loop {
         let may = admission.may_accept() && backoff_until.is_none_or(|t| Instant::now() >= t);
         if may {
             backoff_until = None;
         }
-        admission.set_waiting(!may);
+        // While draining, every pair that ends wakes the loop.
+        admission.set_waiting(!may || drain_until.is_some());
         // Re-check after saying we wait, so a pair that finished in
         // between either wakes us or is counted here.
         let may = may || (admission.may_accept() && backoff_until.is_none());
@@ -89,7 +107,14 @@ pub fn run(
         if let Some(m) = &metrics {
             fds.push(PollFd::new(m.as_fd(), poll::IN));
         }
-        let timeout = backoff_until.map(|t| t.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let timeout = [
+            backoff_until.map(|t| t.saturating_duration_since(now)),
+            drain_until.map(|t| t.saturating_duration_since(now).min(DRAIN_CHECK)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Err(e) = poll::poll(&mut fds, timeout) {
             logging::message(&format!("poll: {e}"));
             std::thread::sleep(Duration::from_millis(100));
@@ -108,15 +133,19 @@ pub fn run(
         if sigs.contains(Signal::Usr1) {
             handlers.statistics();
         }
+        let mut drain = sigs.contains(Signal::Quit).then_some(None);
         let mut exit = false;
         let mut replaced = false;
         for r in shared.take_requests() {
             match r {
                 AcceptorRequest::Exit => exit = true,
+                // A drain keeps its listeners closed.
+                AcceptorRequest::Listen(_) if drain_until.is_some() => {}
                 AcceptorRequest::Listen(new) => {
                     listeners = new;
                     replaced = true;
                 }
+                AcceptorRequest::Drain(secs) => drain = Some(secs.or(drain.flatten())),
                 AcceptorRequest::Metrics(new) => {
                     metrics = new;
                     replaced = true;
@@ -125,6 +154,35 @@ pub fn run(
         }
         if exit {
             return Stop::ExitCommand;
+        }
+        if let Some(secs) = drain {
+            let secs = secs.unwrap_or_else(|| shared.lock().settings.drain_timeout);
+            let until = Instant::now() + Duration::from_secs(secs);
+            if drain_until.is_none() {
+                listeners.clear();
+                shared
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                replaced = true;
+                logging::message(&format!(
+                    "draining: listeners closed; exiting when the last of {} connections ends, or in {secs} s",
+                    live_connections(shared)
+                ));
+            }
+            drain_until = Some(drain_until.map_or(until, |t| t.min(until)));
+        }
+        if let Some(until) = drain_until {
+            let live = live_connections(shared);
+            if live == 0 {
+                logging::message("drained: every connection ended; exiting");
+                return Stop::Drained;
+            }
+            if Instant::now() >= until {
+                logging::message(&format!(
+                    "drain timeout: exiting with {live} connections still open"
+                ));
+                return Stop::DrainTimeout;
+            }
         }
         if replaced {
             continue;

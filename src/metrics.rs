@@ -168,17 +168,6 @@ pub fn render(shared: &Shared) -> String {
     }
     family(
         &mut o,
-        "pen_clients_accepted_total",
-        "counter",
-        "Clients accepted (TCP connections, new UDP sessions).",
-    );
-    let _ = writeln!(
-        o,
-        "pen_clients_accepted_total {}",
-        shared.accepted.load(Ordering::Relaxed)
-    );
-    family(
-        &mut o,
         "pen_clients_refused_total",
         "counter",
         "Clients closed without a server, by reason.",
@@ -191,27 +180,61 @@ pub fn render(shared: &Shared) -> String {
         );
     }
     let (pairs, sessions) = if udp { (0, snap.used) } else { (snap.used, 0) };
-    let gauges: [(&str, &str, u64); 4] = [
-        ("pen_pairs", "TCP connection pairs now.", pairs as u64),
-        ("pen_udp_sessions", "UDP sessions now.", sessions as u64),
+    // Families of one unlabelled sample: name, type, help, value.
+    let singles: [(&str, &str, &str, i64); 8] = [
+        (
+            "pen_clients_accepted_total",
+            "counter",
+            "Clients accepted (TCP connections, new UDP sessions).",
+            shared.accepted.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "pen_udp_dropped_datagrams_total",
+            "counter",
+            "Datagrams of clients without a session dropped during a drain.",
+            shared.udp_dropped.load(Ordering::Relaxed) as i64,
+        ),
+        (
+            "pen_pairs",
+            "gauge",
+            "TCP connection pairs now.",
+            pairs as i64,
+        ),
+        (
+            "pen_udp_sessions",
+            "gauge",
+            "UDP sessions now.",
+            sessions as i64,
+        ),
         (
             "pen_worker_threads",
+            "gauge",
             "Pair threads alive, busy or parked.",
-            shared.pool.threads() as u64,
+            shared.pool.threads() as i64,
         ),
-        ("pen_open_fds", "Open file descriptors.", open_fds() as u64),
+        (
+            "pen_open_fds",
+            "gauge",
+            "Open file descriptors.",
+            open_fds() as i64,
+        ),
+        (
+            "pen_draining",
+            "gauge",
+            "1 while pen drains (SIGQUIT, drain): no new clients, exit when the live ones end.",
+            i64::from(shared.draining()),
+        ),
+        (
+            "pen_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch, in seconds.",
+            started_at,
+        ),
     ];
-    for (name, help, v) in gauges {
-        family(&mut o, name, "gauge", help);
+    for (name, kind, help, v) in singles {
+        family(&mut o, name, kind, help);
         let _ = writeln!(o, "{name} {v}");
     }
-    family(
-        &mut o,
-        "pen_start_time_seconds",
-        "gauge",
-        "Start time of the process since the Unix epoch, in seconds.",
-    );
-    let _ = writeln!(o, "pen_start_time_seconds {started_at}");
     family(
         &mut o,
         "pen_build_info",

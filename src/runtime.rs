@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::relay::YieldGuard;
@@ -52,6 +52,9 @@ pub enum AcceptorRequest {
     /// Serve the metrics endpoint on this socket, or close it
     /// (`metrics_listen`).
     Metrics(Option<OwnedFd>),
+    /// `drain [SECONDS]`: stop taking clients, exit once the live ones end
+    /// (or after SECONDS, `drain_timeout` when `None`).
+    Drain(Option<u64>),
     /// `exit` (with `-X`).
     Exit,
 }
@@ -70,6 +73,10 @@ pub struct Shared {
     /// Clients accepted (`pen_clients_accepted_total`): counted by the
     /// acceptor and the UDP relay, without the lock.
     pub accepted: AtomicU64,
+    /// Set once a drain began (SIGQUIT, `drain`): no new clients.
+    pub draining: AtomicBool,
+    /// Datagrams of clients without a session dropped while draining.
+    pub udp_dropped: AtomicU64,
     requests: Mutex<Vec<AcceptorRequest>>,
     /// Shared with `admission` and the signal handler, which wake the
     /// acceptor through it.
@@ -100,6 +107,8 @@ impl Shared {
             admission: Arc::new(admission),
             yield_guard: YieldGuard::new(),
             accepted: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            udp_dropped: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             wake_write,
             wake_read,
@@ -154,6 +163,11 @@ impl Shared {
 
     pub fn take_requests(&self) -> Vec<AcceptorRequest> {
         std::mem::take(&mut *self.requests.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether a drain began.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Whether clients talk TLS to this pen (`-E`): the scheme the

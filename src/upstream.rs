@@ -81,6 +81,11 @@ impl Admission {
         self.conn_max.load(Ordering::Relaxed)
     }
 
+    /// Permits held: pairs from before their accept until they end.
+    pub fn active(&self) -> usize {
+        self.active.load(ORDER)
+    }
+
     /// Whether a permit would be given now.
     pub fn may_accept(&self) -> bool {
         self.active.load(ORDER) < self.conn_max.load(Ordering::Relaxed)

@@ -28,6 +28,8 @@ fn unit_value(unit: &str, key: &str) -> String {
 fn systemd_unit_verifies() {
     let unit = std::fs::read_to_string(UNIT).expect("read the unit");
     assert_eq!(unit_value(&unit, "ExecReload"), "/bin/kill -HUP $MAINPID");
+    // Stopping drains (tests/drain.rs).
+    assert_eq!(unit_value(&unit, "KillSignal"), "SIGQUIT");
     if !installed("systemd-analyze") {
         eprintln!("systemd-analyze not installed; unit verification skipped");
         return;
@@ -83,6 +85,7 @@ fn openrc_script_is_valid_sh() {
     let script = std::fs::read_to_string(OPENRC).expect("read the script");
     assert!(script.starts_with("#!/sbin/openrc-run\n"));
     assert!(script.contains("--signal HUP"));
+    assert!(script.contains("retry=\"QUIT/"));
     if !installed("shellcheck") {
         eprintln!("shellcheck not installed; lint skipped");
         return;

@@ -54,6 +54,8 @@ pub enum Command {
     /// `metrics_listen [HOST:]PORT`; `None` queries it.
     MetricsListen(Option<String>),
     NoMetricsListen,
+    /// `drain [SECONDS]`.
+    Drain(Option<u64>),
     /// Event back-end choice: `poll` (what we always use).
     Poll,
     /// TLS settings (`ssl_*`), kept as words; applied by the TLS layer.
@@ -199,6 +201,11 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         "web_stats" => Command::WebStats(arg.map(String::from)),
         "status" => Command::Status,
         "metrics" => Command::Metrics,
+        "drain" => Command::Drain(
+            arg.map(|a| int_in(first, a, 0, i32::MAX as i64))
+                .transpose()?
+                .map(|n| n as u64),
+        ),
         "metrics_listen" => Command::MetricsListen(arg.map(String::from)),
         "close" => Command::Close(int(first, need("connection number")?)?),
         "exit" => Command::Exit,

@@ -42,6 +42,8 @@ enum Effect {
     Close(usize),
     /// `exit`.
     Exit,
+    /// `drain [SECONDS]`.
+    Drain(Option<u64>),
     /// Move a `write` file, complete beside its target, into place.
     Rename(PendingFile),
     /// Write the status page to the `-w` file.
@@ -128,10 +130,10 @@ impl<'a> Transaction<'a> {
         }
         let b = &self.staged;
         Ok(match cmd {
+            Command::Mode => queries::mode_reply(self.setting(cmd), self.shared),
             Command::Flag(..)
             | Command::Number(..)
             | Command::FastClose(_)
-            | Command::Mode
             | Command::Server(..)
             | Command::Acl(..)
             | Command::NoAcl(_)
@@ -148,6 +150,14 @@ impl<'a> Transaction<'a> {
                 queries::info_reply(&self.info, cmd).unwrap_or_default()
             }
             Command::Metrics => crate::metrics::render(self.shared),
+            Command::Drain(secs) => {
+                if self.origin != Origin::ControlPort {
+                    return Err(invalid("drain: only on the control port (or send SIGQUIT)"));
+                }
+                self.effects.push(Effect::Drain(*secs));
+                let secs = secs.unwrap_or(b.settings.drain_timeout);
+                format!("draining: exit when the last connection ends, or in {secs} s\n")
+            }
             Command::MetricsListen(Some(spec)) => self.metrics_listen(spec)?,
             Command::NoMetricsListen => {
                 if self.info.metrics_listen.is_some() {
@@ -367,6 +377,7 @@ impl<'a> Transaction<'a> {
                 Effect::Info(change) => change.apply(&mut shared.info()),
                 Effect::Close(n) => close_connection(shared, n),
                 Effect::Exit => shared.request(AcceptorRequest::Exit),
+                Effect::Drain(secs) => shared.request(AcceptorRequest::Drain(secs)),
                 Effect::Rename(file) => file.move_into_place(),
                 Effect::WebStatsPage { path, html } => {
                     if let Err(e) = crate::stats::write_atomically(&path, &html) {
@@ -524,6 +535,7 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
         | Command::Include(_)
         | Command::Write(_)
         | Command::Metrics
+        | Command::Drain(_)
         | Command::MetricsListen(_)
         | Command::NoMetricsListen
         | Command::Tls(..) => return None,
