@@ -63,6 +63,11 @@ fn sigquit_closes_the_listener_and_every_live_pair_completes() {
     assert!(closed < Duration::from_millis(100), "took {closed:?}");
     // The control port answers and says so; the pairs run on.
     assert!(ctl(d.cport, "mode").ends_with(" draining\n"));
+    let reopen = ctl(d.cport, &format!("listen 127.0.0.1:{}", free_port()));
+    assert!(
+        reopen.starts_with("error: listen: pen is draining"),
+        "{reopen}"
+    );
     assert!(ctl(d.cport, "metrics").contains("\npen_draining 1\n"));
     let last = pairs.pop().expect("a pair");
     for (i, mut s) in pairs.into_iter().enumerate() {

@@ -237,6 +237,11 @@ impl<'a> Transaction<'a> {
         let addr: ListenAddr =
             addr::parse_listen(spec, proto).map_err(|e| invalid(format!("listen: {e}")))?;
         if self.origin != Origin::Startup {
+            if self.shared.draining() {
+                return Err(invalid(
+                    "listen: pen is draining; its listeners stay closed",
+                ));
+            }
             if udp {
                 return Err(invalid(
                     "listen: changing the UDP listener at run time is not supported; restart pen",
