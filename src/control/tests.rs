@@ -238,7 +238,10 @@ fn operations_commands_parse() {
     );
     assert_eq!(parse("drain").unwrap(), Some(Command::Drain(None)));
     assert_eq!(parse("drain 5").unwrap(), Some(Command::Drain(Some(5))));
-    assert!(parse("drain x").unwrap_err().reply().starts_with("error: drain"));
+    assert!(parse("drain x")
+        .unwrap_err()
+        .reply()
+        .starts_with("error: drain"));
     assert!(parse("drain -1").is_err());
     let mut b = Balancer::default();
     assert_eq!(run(&mut b, "drain_timeout"), "30\n");
