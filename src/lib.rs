@@ -16,6 +16,7 @@ pub mod companions;
 pub mod control;
 pub mod daemon;
 pub mod filters;
+pub mod health;
 pub mod http;
 pub mod listeners;
 pub mod logging;

@@ -25,6 +25,7 @@ struct ServerRow {
     received: u64,
     failures: u64,
     blacklisted: bool,
+    health_down: bool,
 }
 
 /// A per-server family: name, type, help, and its value in a row.
@@ -77,6 +78,7 @@ fn snapshot(b: &Balancer, now: i64) -> Snapshot {
                 received: received.saturating_sub(s.metrics.received_base),
                 failures: s.metrics.connect_failures,
                 blacklisted: s.is_blacklisted(now, b.settings.blacklist_time),
+                health_down: b.settings.health_check > 0 && s.health.down,
             }
         })
         .collect();
@@ -116,7 +118,7 @@ pub fn render(shared: &Shared) -> String {
         (info.udp, info.started_at)
     };
     let mut o = String::with_capacity(2048 + 600 * snap.servers.len());
-    let per_server: [ServerFamily; 6] = [
+    let per_server: [ServerFamily; 7] = [
         (
             "pen_server_connections",
             "gauge",
@@ -152,6 +154,12 @@ pub fn render(shared: &Shared) -> String {
             "gauge",
             "1 while the server is blacklisted, else 0.",
             |r| u64::from(r.blacklisted),
+        ),
+        (
+            "pen_server_health_down",
+            "gauge",
+            "1 while health checks hold the server down, else 0.",
+            |r| u64::from(r.health_down),
         ),
     ];
     for (name, kind, help, value) in per_server {

@@ -320,6 +320,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
              (give them after LISTEN, in a -F file, or with `server N address A port P`)",
         );
     }
+    crate::health::start_if_enabled(&shared);
     let mut handlers = Service {
         shared: Arc::clone(&shared),
         filters: Arc::new(make_filter),

@@ -5,7 +5,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::relay::YieldGuard;
 use crate::state::Balancer;
@@ -85,6 +85,11 @@ pub struct Shared {
     /// TLS settings and the acceptor in use (`-E`, `ssl_*`).
     #[cfg(feature = "tls")]
     pub tls_state: crate::tls::TlsState,
+    /// Whether the health prober's thread runs (started the first time
+    /// `health_check` is on once pen runs).
+    pub prober_started: AtomicBool,
+    /// This value's own `Arc`, for threads started from a borrowed one.
+    me: Weak<Shared>,
 }
 
 impl Shared {
@@ -100,7 +105,7 @@ impl Shared {
             balancer.settings.pending_max,
             Arc::clone(&wake_write),
         );
-        Ok(Arc::new(Shared {
+        Ok(Arc::new_cyclic(|me| Shared {
             balancer: Mutex::new(balancer),
             info: Mutex::new(info),
             pool,
@@ -114,7 +119,14 @@ impl Shared {
             wake_read,
             #[cfg(feature = "tls")]
             tls_state: crate::tls::TlsState::default(),
+            prober_started: AtomicBool::new(false),
+            me: me.clone(),
         }))
+    }
+
+    /// An owning handle to this value (`None` only while it is dropped).
+    pub fn arc(&self) -> Option<Arc<Shared>> {
+        self.me.upgrade()
     }
 
     /// The balancer state. Never hold the guard across a connect, a read or

@@ -12,15 +12,20 @@
 //!   one, so a /64 of clients does not land on a handful of servers.
 //! * The failover walk visits each server at most once per client even with
 //!   `-b 0` (pen could cycle forever when every server refuses).
+//!
+//! Beyond pen: `hash consistent` places clients by rendezvous hashing
+//! ([`by_rendezvous`]).
 
+use std::cmp::Reverse;
 use std::net::IpAddr;
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
+use crate::addr::{canonical_ip, Host};
 use crate::state::clients::ClientKey;
 use crate::state::connections::Pair;
-use crate::state::servers::Target;
+use crate::state::servers::{Backend, Target};
 use crate::state::{Balancer, Refusal};
 use crate::sys::socket::PeerAddr;
 
@@ -30,6 +35,8 @@ pub enum Reject {
     NoServer,
     NotConfigured,
     Blacklisted,
+    /// Marked down by the active health checks.
+    Down,
     Full,
     AclDenied,
 }
@@ -44,7 +51,12 @@ pub enum Initial {
 
 fn available(b: &Balancer, i: usize, now: i64) -> bool {
     let s = &b.servers.backends[i];
-    s.is_configured() && !s.is_blacklisted(now, b.settings.blacklist_time)
+    s.is_configured() && !s.is_blacklisted(now, b.settings.blacklist_time) && !is_down(b, s)
+}
+
+/// Down by the active health checks; while they are off no server is.
+fn is_down(b: &Balancer, s: &Backend) -> bool {
+    b.settings.health_check > 0 && s.health.down
 }
 
 fn client_ip(b: &Balancer, client: usize) -> Option<IpAddr> {
@@ -139,19 +151,167 @@ pub fn hash_index(ip: Option<IpAddr>, port: u16, roundrobin: bool, n: usize) -> 
     (u64::from(x) % n) as usize
 }
 
-fn by_hash(b: &Balancer, client: usize) -> Target {
-    let Some(c) = b.clients.get(client) else {
-        return Target::None;
-    };
+/// What a client is hashed by: its address and its source port.
+fn hash_input(b: &Balancer, client: usize) -> Option<(Option<IpAddr>, u16)> {
+    let c = b.clients.get(client)?;
     let port = match &c.addr {
-        crate::sys::socket::PeerAddr::Inet(a) => a.port(),
-        crate::sys::socket::PeerAddr::Unix(_) => 0,
+        PeerAddr::Inet(a) => a.port(),
+        PeerAddr::Unix(_) => 0,
     };
     let ip = match c.key {
         ClientKey::Ip(ip) => Some(ip),
         ClientKey::Unix => None,
     };
+    Some((ip, port))
+}
+
+fn by_hash(b: &Balancer, client: usize) -> Target {
+    let Some((ip, port)) = hash_input(b, client) else {
+        return Target::None;
+    };
     Target::Backend(hash_index(ip, port, b.settings.roundrobin, b.servers.len()))
+}
+
+// ---------------------------------------------------------------------------
+// Consistent hashing (`hash consistent`): rendezvous, or highest random
+// weight, hashing. Each server gets a score for the client, a hash of the
+// client's address and the server's address; the client goes to the
+// available server with the highest score. The score depends on nothing
+// else (no slot number, no list order, no per-process seed), so any two
+// pens with the same servers agree, removing a server moves only its own
+// clients (to their second choice), and a new server takes only the clients
+// for which it scores highest, about 1/(N+1) of them.
+//
+// The score is MurmurHash3's 64-bit finalizer applied to the 64-bit FNV-1a
+// hash (offset basis 0xcbf29ce484222325, prime 0x100000001b3) of
+//   the client:  4, its 4 IPv4 bytes | 6, its 16 IPv6 bytes | 0 (Unix),
+//                then under `roundrobin` its source port (2 bytes, big end);
+//   the server:  4 or 6 and its address bytes as above | 1 and its socket
+//                path's bytes, then its port (2 bytes, big end).
+// IPv4-mapped IPv6 addresses count as IPv4. FNV-1a alone mixes its last
+// bytes poorly into the high bits; the finalizer makes every byte count.
+// Measured (unit tests below, 10,000 random IPv4 clients): the largest
+// deviation from an equal share is 0.6 % for 2 servers, 3.7 % for 6,
+// 5.6 % for 8, 11.5 % at most for 13 to 16 (sampling noise: one standard
+// deviation is 3.9 % of a share for 16); adding a server moves 1/(N+1) of
+// the clients within 0.8 points, all to the new server; removing one moves
+// its own clients only.
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+    for &byte in bytes {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(FNV_PRIME);
+    }
+    h
+}
+
+/// MurmurHash3's fmix64.
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+fn fnv_ip(h: u64, ip: IpAddr) -> u64 {
+    match canonical_ip(ip) {
+        IpAddr::V4(v4) => fnv1a(fnv1a(h, &[4]), &v4.octets()),
+        IpAddr::V6(v6) => fnv1a(fnv1a(h, &[6]), &v6.octets()),
+    }
+}
+
+/// The hash state after a client's bytes; `port` counts under `roundrobin`
+/// only, as in pen's hash.
+pub fn rendezvous_client(ip: Option<IpAddr>, port: u16, roundrobin: bool) -> u64 {
+    let h = match ip {
+        Some(ip) => fnv_ip(FNV_OFFSET, ip),
+        None => fnv1a(FNV_OFFSET, &[0]),
+    };
+    if roundrobin {
+        fnv1a(h, &port.to_be_bytes())
+    } else {
+        h
+    }
+}
+
+/// A server's score for a client (`client` from [`rendezvous_client`]);
+/// `None` for a server without an address.
+pub fn rendezvous_score(client: u64, host: &Host, port: u16) -> Option<u64> {
+    let h = match host {
+        Host::Ip(ip) => fnv_ip(client, *ip),
+        Host::Unix(path) => {
+            use std::os::unix::ffi::OsStrExt;
+            fnv1a(fnv1a(client, &[1]), path.as_os_str().as_bytes())
+        }
+        Host::Unset => return None,
+    };
+    Some(fmix64(fnv1a(h, &port.to_be_bytes())))
+}
+
+/// A server's place in a client's ranking, highest first. Two slots with
+/// the same address score the same; the index only orders those.
+type Rank = (u64, Reverse<usize>);
+
+fn rank(b: &Balancer, client: u64, i: usize) -> Option<Rank> {
+    let s = b.servers.backends.get(i)?;
+    if !s.is_configured() {
+        return None;
+    }
+    rendezvous_score(client, &s.host, s.port).map(|score| (score, Reverse(i)))
+}
+
+/// The highest-ranked server below `below` (the top one for `None`) that
+/// `usable` accepts.
+fn next_ranked(
+    b: &Balancer,
+    client: u64,
+    below: Option<Rank>,
+    mut usable: impl FnMut(usize) -> bool,
+) -> Option<usize> {
+    let mut best: Option<(Rank, usize)> = None;
+    for i in 0..b.servers.len() {
+        let Some(r) = rank(b, client, i) else {
+            continue;
+        };
+        if below.is_some_and(|limit| r >= limit) || best.is_some_and(|(top, _)| r <= top) {
+            continue;
+        }
+        if usable(i) {
+            best = Some((r, i));
+        }
+    }
+    best.map(|(_, i)| i)
+}
+
+fn rendezvous_key(b: &Balancer, client: usize) -> Option<u64> {
+    let (ip, port) = hash_input(b, client)?;
+    Some(rendezvous_client(ip, port, b.settings.roundrobin))
+}
+
+/// Whether new clients are placed by consistent hashing: `hash consistent`
+/// and neither `prio` nor `weight` (which come first, as they do before
+/// pen's hash).
+fn consistent(b: &Balancer) -> bool {
+    let s = &b.settings;
+    s.hash && s.consistent_hash && !s.prio && !s.weight
+}
+
+/// Consistent hashing: the client's highest-ranked server that would
+/// accept it now (not blacklisted, not down, within its limits, permitted
+/// by its ACL); the ones above it are skipped, not replaced by a
+/// neighbour.
+pub fn by_rendezvous(b: &Balancer, client: usize, now: i64) -> Target {
+    let Some(key) = rendezvous_key(b, client) else {
+        return Target::None;
+    };
+    next_ranked(b, key, None, |i| {
+        admits(b, Target::Backend(i), client, now).is_ok()
+    })
+    .map_or(Target::None, Target::Backend)
 }
 
 /// The initial choice (doc/pen-0.34.1.md, "Initial choice"): ACL, then the
@@ -169,7 +329,10 @@ pub fn initial_server(b: &mut Balancer, client: usize, now: i64) -> Initial {
             Initial::Denied
         };
     }
-    if !b.settings.roundrobin {
+    // Under consistent hashing the ranking is the memory: a client returns
+    // to its first choice as soon as that is available again, so that its
+    // placement depends on the servers alone.
+    if !b.settings.roundrobin && !consistent(b) {
         if let Some(Target::Backend(i)) = b.clients.get(client).map(|c| c.server) {
             if i < b.servers.len() {
                 return Initial::Server(Target::Backend(i));
@@ -180,6 +343,8 @@ pub fn initial_server(b: &mut Balancer, client: usize, now: i64) -> Initial {
         by_prio(b, now)
     } else if b.settings.weight {
         by_weight(b, now)
+    } else if consistent(b) {
+        by_rendezvous(b, client, now)
     } else if b.settings.hash {
         if b.servers.is_empty() {
             Target::None
@@ -202,6 +367,9 @@ pub fn admits(b: &Balancer, t: Target, client: usize, now: i64) -> Result<(), Re
     }
     if s.is_blacklisted(now, b.settings.blacklist_time) {
         return Err(Reject::Blacklisted);
+    }
+    if is_down(b, s) {
+        return Err(Reject::Down);
     }
     let sticky = b.clients.get(client).is_some_and(|c| c.server == t);
     if s.max_conns != 0 && s.conns >= s.max_conns && (!sticky || s.conns >= s.hard_limit) {
@@ -231,6 +399,9 @@ pub struct Attempt {
     denied: bool,
     /// A server was passed over for being at its limit.
     saw_full: bool,
+    /// Consistent hashing: the client's hash state; the failover walk then
+    /// follows the client's ranking instead of the index order.
+    ranking: Option<u64>,
 }
 
 impl Attempt {
@@ -242,6 +413,11 @@ impl Attempt {
             Initial::Server(t) => t,
             Initial::Denied => Target::None,
         };
+        let ranking = if consistent(b) {
+            rendezvous_key(b, client)
+        } else {
+            None
+        };
         let mut a = Attempt {
             client,
             initial,
@@ -250,6 +426,7 @@ impl Attempt {
             emergency_tried: false,
             denied: choice == Initial::Denied,
             saw_full: false,
+            ranking,
         };
         // Denied by client_acl without abuse server: closed (doc/pen-0.34.1.md,
         // quirk Q9); "nothing available" (Target::None) still goes on to the
@@ -287,7 +464,24 @@ impl Attempt {
             return None;
         }
         let n = b.servers.len();
-        if let (Target::Backend(initial), Target::Backend(mut s)) = (self.initial, self.current) {
+        if let (Some(key), Target::Backend(current)) = (self.ranking, self.current) {
+            // The client's next choices, in its own order; each step goes
+            // strictly down the ranking, so each server is tried once.
+            let mut below = rank(b, key, current);
+            while let Some(limit) = below {
+                let client = self.client;
+                let next = next_ranked(b, key, Some(limit), |i| {
+                    admits(b, Target::Backend(i), client, now).is_ok()
+                });
+                let Some(i) = next else { break };
+                if self.accept(b, Target::Backend(i), now) {
+                    return Some(Target::Backend(i));
+                }
+                below = rank(b, key, i);
+            }
+        } else if let (Target::Backend(initial), Target::Backend(mut s)) =
+            (self.initial, self.current)
+        {
             if n > 1 {
                 while self.walked < n {
                     s = (s + 1) % n;
@@ -366,8 +560,7 @@ pub fn admit(
 mod tests {
     use super::*;
     use crate::addr::Host;
-    use crate::state::servers::Backend;
-    use crate::sys::socket::PeerAddr;
+    use crate::state::servers::ProbeResult;
 
     fn farm(n: usize) -> Balancer {
         let mut b = Balancer::default();
@@ -650,5 +843,304 @@ mod tests {
     fn no_servers_at_all() {
         let mut b = farm(0);
         assert_eq!(pick(&mut b, "10.0.0.1", 100), None);
+    }
+
+    // --- Consistent hashing -------------------------------------------------
+
+    /// Deterministic pseudo-random numbers (xorshift64*).
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    fn random_clients(n: usize, seed: u64) -> Vec<IpAddr> {
+        let mut rng = Rng(seed);
+        (0..n)
+            .map(|_| IpAddr::from((rng.next() as u32).to_be_bytes()))
+            .collect()
+    }
+
+    /// Servers 10.0.S.1:80 for each S in `ids` (in that order).
+    fn servers(ids: &[usize]) -> Vec<(Host, u16)> {
+        ids.iter()
+            .map(|&i| (Host::Ip(format!("10.0.{i}.1").parse().unwrap()), 80))
+            .collect()
+    }
+
+    /// The server (by its place in `list`) a client ranks first.
+    fn first_choice(list: &[(Host, u16)], ip: IpAddr) -> usize {
+        let key = rendezvous_client(Some(ip), 0, false);
+        (0..list.len())
+            .max_by_key(|&i| rendezvous_score(key, &list[i].0, list[i].1).unwrap())
+            .unwrap()
+    }
+
+    /// The id (third address byte) of the server a client ranks first.
+    fn first_id(list: &[(Host, u16)], ip: IpAddr) -> u8 {
+        match &list[first_choice(list, ip)].0 {
+            Host::Ip(IpAddr::V4(v4)) => v4.octets()[2],
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn consistent_farm(n: usize) -> Balancer {
+        let mut b = farm(n);
+        b.settings.hash = true;
+        b.settings.consistent_hash = true;
+        b
+    }
+
+    #[test]
+    fn consistent_shares_are_even() {
+        let clients = random_clients(10_000, 15);
+        let mut worst = 0.0f64;
+        for n in 2..=16usize {
+            let mut worst_here = 0.0f64;
+            let list = servers(&(0..n).collect::<Vec<_>>());
+            let mut count = vec![0usize; n];
+            for &ip in &clients {
+                count[first_choice(&list, ip)] += 1;
+            }
+            let fair = clients.len() as f64 / n as f64;
+            for c in &count {
+                let off = (*c as f64 - fair).abs() / fair;
+                worst_here = worst_here.max(off);
+                assert!(off <= 0.15, "{n} servers: shares {count:?}");
+            }
+            eprintln!("{n} servers: largest deviation {:.1} %", worst_here * 100.0);
+            worst = worst.max(worst_here);
+        }
+        // The figure quoted in the comment above `FNV_OFFSET`.
+        assert!(worst <= 0.115, "worst deviation {worst}");
+    }
+
+    #[test]
+    fn removing_a_server_moves_only_its_clients() {
+        let clients = random_clients(10_000, 7);
+        for n in 2..=16usize {
+            let all: Vec<usize> = (0..n).collect();
+            let before = servers(&all);
+            let gone = n / 2;
+            let after = servers(
+                &all.iter()
+                    .copied()
+                    .filter(|&i| i != gone)
+                    .collect::<Vec<_>>(),
+            );
+            for &ip in &clients {
+                let (was, now) = (first_id(&before, ip), first_id(&after, ip));
+                if usize::from(was) != gone {
+                    assert_eq!(was, now, "{ip} moved off a server that stayed");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn adding_a_server_moves_about_one_in_n_plus_one() {
+        let clients = random_clients(10_000, 8);
+        for n in 2..=16usize {
+            let before = servers(&(0..n).collect::<Vec<_>>());
+            let after = servers(&(0..=n).collect::<Vec<_>>());
+            let mut moved = 0;
+            for &ip in &clients {
+                let (was, now) = (first_id(&before, ip), first_id(&after, ip));
+                if was != now {
+                    // Only to the new server.
+                    assert_eq!(usize::from(now), n);
+                    moved += 1;
+                }
+            }
+            let share = moved as f64 / clients.len() as f64;
+            let ideal = 1.0 / (n + 1) as f64;
+            eprintln!(
+                "{n}+1 servers: {:.2} % moved (1/(N+1) = {:.2} %)",
+                share * 100.0,
+                ideal * 100.0
+            );
+            assert!(
+                (share - ideal).abs() <= 0.15 * ideal,
+                "{n}+1 servers: {share} moved"
+            );
+        }
+    }
+
+    #[test]
+    fn ranking_ignores_list_order() {
+        let clients = random_clients(2_000, 9);
+        let forward = servers(&(0..9).collect::<Vec<_>>());
+        let shuffled = servers(&[4, 8, 0, 7, 2, 6, 1, 5, 3]);
+        for &ip in &clients {
+            assert_eq!(first_id(&forward, ip), first_id(&shuffled, ip));
+        }
+    }
+
+    #[test]
+    fn fixed_scores_no_per_process_seed() {
+        // FNV-1a of the empty input is its offset basis; fmix64(0) is 0.
+        assert_eq!(fnv1a(FNV_OFFSET, b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(FNV_OFFSET, b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fmix64(0), 0);
+        // A pinned score: a change of the hash is a change of placement
+        // for every pen that shares servers with this one.
+        let key = rendezvous_client(Some("192.0.2.7".parse().unwrap()), 0, false);
+        let host = Host::Ip("10.0.0.1".parse().unwrap());
+        assert_eq!(
+            rendezvous_score(key, &host, 80),
+            rendezvous_score(key, &host, 80)
+        );
+        assert_eq!(
+            rendezvous_score(key, &host, 80),
+            Some(3_573_562_366_013_202_635)
+        );
+    }
+
+    #[test]
+    fn consistent_hash_uses_all_ipv6_bytes_and_mapped_v4() {
+        let list = servers(&(0..16).collect::<Vec<_>>());
+        // Clients that differ only in one byte anywhere spread out.
+        let mut seen = std::collections::HashSet::new();
+        for byte in 0..16 {
+            let mut o = [0x20u8, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+            o[byte] ^= 0x55;
+            seen.insert(first_id(&list, IpAddr::from(o)));
+        }
+        assert!(seen.len() >= 6, "{seen:?}");
+        let key = |s: &str| rendezvous_client(Some(s.parse().unwrap()), 0, false);
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("2001:db8::1"), key("2001:db8::2"));
+    }
+
+    #[test]
+    fn consistent_port_counts_only_under_roundrobin() {
+        let ip = Some("192.0.2.7".parse().unwrap());
+        assert_eq!(
+            rendezvous_client(ip, 1000, false),
+            rendezvous_client(ip, 2000, false)
+        );
+        assert_ne!(
+            rendezvous_client(ip, 1000, true),
+            rendezvous_client(ip, 2000, true)
+        );
+    }
+
+    /// The servers in the order a client from `ip` ranks them.
+    fn ranking(b: &Balancer, ip: &str) -> Vec<usize> {
+        let key = rendezvous_client(Some(ip.parse().unwrap()), 0, false);
+        let mut order: Vec<usize> = (0..b.servers.len()).collect();
+        order.sort_by_key(|&i| Reverse(rank(b, key, i).unwrap()));
+        order
+    }
+
+    #[test]
+    fn consistent_skips_unavailable_servers_to_the_next_choice() {
+        let mut b = consistent_farm(6);
+        let order = ranking(&b, "10.9.8.7");
+        let t = |i: usize| Some(Target::Backend(order[i]));
+        assert_eq!(pick(&mut b, "10.9.8.7", 100), t(0));
+        // Blacklisted: the second choice, not the next slot.
+        b.blacklist(Target::Backend(order[0]), 100);
+        assert_eq!(pick(&mut b, "10.9.8.7", 101), t(1));
+        // Full: the third.
+        b.servers.backends[order[1]].max_conns = 1;
+        b.servers.backends[order[1]].conns = 1;
+        assert_eq!(pick(&mut b, "10.9.8.7", 102), t(2));
+        // Back to the first choice once it is available again (no memory).
+        assert_eq!(pick(&mut b, "10.9.8.7", 200), t(0));
+    }
+
+    #[test]
+    fn consistent_failover_follows_the_ranking() {
+        let mut b = consistent_farm(5);
+        let mut e = Backend::unset();
+        e.host = Host::Ip("127.0.0.1".parse().unwrap());
+        e.port = 9999;
+        b.servers.emergency = Some(e);
+        let order = ranking(&b, "10.1.2.3");
+        let c = client(&mut b, "10.1.2.3", 100);
+        let (mut a, t) = Attempt::start(&mut b, c, 100);
+        let mut seen = vec![t];
+        loop {
+            b.blacklist(a.current(), 100);
+            let next = a.failover(&mut b, 100);
+            seen.push(next);
+            if next.is_none() {
+                break;
+            }
+        }
+        let mut want: Vec<_> = order.iter().map(|&i| Some(Target::Backend(i))).collect();
+        want.push(Some(Target::Emergency));
+        want.push(None);
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn plain_hash_ends_consistent_hashing() {
+        let mut b = consistent_farm(7);
+        b.settings.consistent_hash = false;
+        assert_eq!(pick(&mut b, "127.0.0.1", 100), Some(Target::Backend(2)));
+    }
+
+    // --- Active health checks -----------------------------------------------
+
+    fn take_down(b: &mut Balancer, i: usize) {
+        for t in 0..3 {
+            b.servers.backends[i]
+                .health
+                .record(ProbeResult::ConnectFailed, 100 + t, 3, 2);
+        }
+        assert!(b.servers.backends[i].health.down);
+    }
+
+    #[test]
+    fn down_servers_get_no_clients_not_even_returning_ones() {
+        let mut b = farm(3);
+        b.settings.health_check = 5;
+        assert_eq!(pick(&mut b, "10.0.0.1", 100), Some(Target::Backend(1)));
+        take_down(&mut b, 1);
+        // The returning client is placed afresh, as if 1 were blacklisted.
+        assert_eq!(pick(&mut b, "10.0.0.1", 101), Some(Target::Backend(2)));
+        // Round robin skips it.
+        let got: Vec<_> = ["10.0.0.2", "10.0.0.3", "10.0.0.4"]
+            .iter()
+            .map(|ip| pick(&mut b, ip, 101).unwrap())
+            .collect();
+        assert!(!got.contains(&Target::Backend(1)), "{got:?}");
+        // Consistent hashing skips it to the client's next choice.
+        b.settings.hash = true;
+        b.settings.consistent_hash = true;
+        let order = ranking(&b, "10.0.0.9");
+        let expect = if order[0] == 1 { order[1] } else { order[0] };
+        assert_eq!(pick(&mut b, "10.0.0.9", 101), Some(Target::Backend(expect)));
+    }
+
+    #[test]
+    fn all_down_goes_to_the_emergency_server() {
+        let mut b = farm(2);
+        b.settings.health_check = 5;
+        let mut e = Backend::unset();
+        e.host = Host::Ip("127.0.0.1".parse().unwrap());
+        e.port = 9999;
+        b.servers.emergency = Some(e);
+        take_down(&mut b, 0);
+        take_down(&mut b, 1);
+        assert_eq!(pick(&mut b, "10.0.0.1", 101), Some(Target::Emergency));
+        // Checks off: nobody is down any more.
+        b.settings.health_check = 0;
+        assert!(pick(&mut b, "10.0.0.1", 101).is_some_and(|t| t != Target::Emergency));
+    }
+
+    #[test]
+    fn blacklisting_still_applies_to_up_servers() {
+        let mut b = farm(2);
+        b.settings.health_check = 5;
+        b.blacklist(Target::Backend(1), 100);
+        assert_eq!(pick(&mut b, "10.0.0.1", 101), Some(Target::Backend(0)));
     }
 }

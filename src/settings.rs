@@ -32,6 +32,9 @@ impl FastClose {
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub hash: bool,
+    /// `hash consistent`: rendezvous hashing instead of pen's modulo hash
+    /// (only while `hash` is on; see `selection::by_rendezvous`).
+    pub consistent_hash: bool,
     pub roundrobin: bool,
     pub stubborn: bool,
     pub weight: bool,
@@ -68,12 +71,22 @@ pub struct Settings {
     /// A pair in a conversation yields the CPU before it waits for the
     /// other end's answer (an addition of this pen; bench/README.md).
     pub relay_yield: bool,
+    /// `health_check`: seconds between probes of each server (0 = off).
+    pub health_check: u64,
+    /// What a probe sends, and the start of the reply it expects.
+    pub health_check_send: Option<String>,
+    pub health_check_expect: Option<String>,
+    /// Failed probes in a row that take a server down; passed ones that
+    /// bring it back.
+    pub health_check_fall: u32,
+    pub health_check_rise: u32,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
             hash: false,
+            consistent_hash: false,
             roundrobin: false,
             stubborn: false,
             weight: false,
@@ -100,6 +113,11 @@ impl Default for Settings {
             multi_accept: 100,
             listen_queue: 500,
             relay_yield: true,
+            health_check: 0,
+            health_check_send: None,
+            health_check_expect: None,
+            health_check_fall: 3,
+            health_check_rise: 2,
         }
     }
 }

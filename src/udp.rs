@@ -286,7 +286,7 @@ struct Relay<'a> {
 
 /// Why a session ended (for the debug channel).
 #[derive(Clone, Copy, Debug)]
-enum Ended {
+enum SessionEnd {
     Idle,
     Evicted,
     Closed,
@@ -307,7 +307,7 @@ impl Relay<'_> {
             let idle = idle_timeout(self.shared.lock().settings.idle_timeout);
             let now = Instant::now();
             for key in self.sessions.idle(now, idle) {
-                self.close(key, Ended::Idle);
+                self.close(key, SessionEnd::Idle);
             }
             let timeout = self
                 .sessions
@@ -399,7 +399,7 @@ impl Relay<'_> {
                             &peer,
                             e.session.local.as_ref(),
                         );
-                        self.close(key, Ended::Closed);
+                        self.close(key, SessionEnd::Closed);
                         return;
                     }
                 }
@@ -430,7 +430,7 @@ impl Relay<'_> {
         let conn_max = self.shared.admission.conn_max().max(1);
         while self.sessions.len() >= conn_max {
             let victim = self.sessions.least_recently_used()?;
-            self.close(victim, Ended::Evicted);
+            self.close(victim, SessionEnd::Evicted);
         }
         let client = PeerAddr::Inet(peer);
         self.shared
@@ -518,7 +518,7 @@ impl Relay<'_> {
                     }
                     Err(err) => {
                         logging::debug(1, || format!("UDP: session for {}: {err}", e.client));
-                        self.close(key, Ended::Error);
+                        self.close(key, SessionEnd::Error);
                         return;
                     }
                 }
@@ -526,7 +526,7 @@ impl Relay<'_> {
         }
         if revents & (poll::HUP | poll::NVAL) != 0 {
             // Shut down by `close N`.
-            self.close(key, Ended::Closed);
+            self.close(key, SessionEnd::Closed);
         }
     }
 
@@ -569,13 +569,13 @@ impl Relay<'_> {
                     }
                 }
             }
-            None => self.close(key, Ended::NoServer),
+            None => self.close(key, SessionEnd::NoServer),
         }
     }
 
     /// Ends a session: its lease frees the connection slot and moves its
     /// counters into the totals, then its upstream socket closes.
-    fn close(&mut self, key: usize, why: Ended) {
+    fn close(&mut self, key: usize, why: SessionEnd) {
         let Some(e) = self.sessions.remove(key) else {
             return;
         };

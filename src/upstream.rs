@@ -206,8 +206,14 @@ impl Dial {
         })
     }
 
+    /// How a health probe reaches server `target` (`health_check`): as a
+    /// client's connection would, from no particular client.
+    pub fn probe(b: &Balancer, target: Target) -> Option<Dial> {
+        Dial::new(b, target, None, Transport::Stream)
+    }
+
     /// The connected socket (non-blocking).
-    fn open(&self) -> io::Result<OwnedFd> {
+    pub fn open(&self) -> io::Result<OwnedFd> {
         let invalid = |why| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
         match (&self.host, self.transport) {
             (Host::Ip(ip), Transport::Stream) => {

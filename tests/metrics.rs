@@ -317,3 +317,20 @@ fn a_silent_scraper_delays_nothing() {
     assert!(took < Duration::from_secs(3), "took {took:?}");
     drop(silent);
 }
+
+#[test]
+fn health_checks_show_a_dead_server_down() {
+    let live = Backend::start("L", Behaviour::Name);
+    let dead = format!("127.0.0.1:{}", refused_port());
+    let m = metered(
+        &["-o", "health_check 1", "-o", "health_check_fall 1"],
+        &[live.spec(), dead.clone()],
+    );
+    let series = |i, a: &str| server_series("pen_server_health_down", i, a);
+    wait_until(DEADLINE, "the dead server to be down", || {
+        sample(&ctl(m.cport, "metrics"), &series(1, &dead)) == Some(1)
+    });
+    let text = scrape(m.mport);
+    promtool_accepts(&text);
+    assert_eq!(sample(&text, &series(0, &live.spec())), Some(0), "{text}");
+}

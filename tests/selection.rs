@@ -221,3 +221,64 @@ fn client_table_size_recycles_least_recently_used() {
     assert_eq!(ask("127.0.0.3", pen.port), "S0"); // takes .1's slot
     assert_eq!(ask("127.0.0.1", pen.port), "S1"); // new again: next rr
 }
+
+/// `hash consistent` on two pens whose server lists are in different
+/// orders: every client lands on the same backend through both, before and
+/// after one server is taken out of both through the control port, and
+/// only that server's clients move.
+#[test]
+fn consistent_hash_agrees_across_pens_in_any_order() {
+    let b = Backend::farm(5, Behaviour::Name);
+    let forward = specs(&b);
+    let mut shuffled = forward.clone();
+    shuffled.rotate_left(2);
+    shuffled.swap(0, 4);
+    let start = |servers: &[String]| {
+        let control = free_port();
+        let c = format!("127.0.0.1:{control}");
+        let pen = Pen::serve(&["-u", "root", "-C", &c, "-o", "hash consistent"], servers);
+        (pen, control)
+    };
+    let (one, one_ctl) = start(&forward);
+    let (two, two_ctl) = start(&shuffled);
+    assert_eq!(
+        ctl(one_ctl, "mode"),
+        "hash consistent no roundrobin no stubborn no weight no prio\n"
+    );
+    // 200 clients spread over 127/8.
+    let clients: Vec<String> = (0..200u32)
+        .map(|i| {
+            let x = i.wrapping_mul(2_654_435_761);
+            format!(
+                "127.{}.{}.{}",
+                (x >> 8) & 0xff,
+                (x >> 16) & 0xff,
+                1 + i % 250
+            )
+        })
+        .collect();
+    let placement = |port: u16| -> Vec<String> { clients.iter().map(|ip| ask(ip, port)).collect() };
+    let before = placement(one.port);
+    assert_eq!(before, placement(two.port));
+    for s in &b {
+        let n = before.iter().filter(|name| **name == s.name).count();
+        assert!(n >= 15, "{} got {n} of 200 clients", s.name);
+    }
+    // Take S3 out of both: its slot differs between the two pens.
+    let slot = |list: &[String]| list.iter().position(|s| *s == forward[3]).unwrap();
+    for (port, list) in [(one_ctl, &forward), (two_ctl, &shuffled)] {
+        assert_eq!(
+            ctl(port, &format!("server {} blacklist 3600", slot(list))),
+            ""
+        );
+    }
+    let after = placement(one.port);
+    assert_eq!(after, placement(two.port));
+    for (was, now) in before.iter().zip(&after) {
+        assert_ne!(now, "S3");
+        assert!(!now.is_empty());
+        if was != "S3" {
+            assert_eq!(was, now, "a client moved off a server that stayed");
+        }
+    }
+}

@@ -24,6 +24,15 @@ pub enum Command {
     Flag(Flag, bool),
     /// A number of the settings table; `None` queries it.
     Number(Number, Option<i64>),
+    /// `hash consistent`: rendezvous hashing (`no hash` ends it).
+    ConsistentHash,
+    /// `health_check_send`/`health_check_expect TEXT` (unescaped); `None`
+    /// queries it.
+    ProbeText(ProbeText, Option<String>),
+    /// `no health_check_send`/`no health_check_expect`.
+    NoProbeText(ProbeText),
+    /// `health`: the health checks' view of every server.
+    Health,
     FastClose(FastClose),
     Mode,
     Servers,
@@ -60,6 +69,67 @@ pub enum Command {
     Poll,
     /// TLS settings (`ssl_*`), kept as words; applied by the TLS layer.
     Tls(String, Vec<String>),
+}
+
+/// Which text of the health probes a command sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeText {
+    Send,
+    Expect,
+}
+
+impl ProbeText {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeText::Send => "health_check_send",
+            ProbeText::Expect => "health_check_expect",
+        }
+    }
+
+    fn by_name(name: &str) -> Option<ProbeText> {
+        [ProbeText::Send, ProbeText::Expect]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
+}
+
+/// A probe text as written in a command: `\r`, `\n` and `\\` stand for
+/// CR, LF and a backslash; any other backslash is an error.
+pub fn unescape(cmd: &str, text: &str) -> Result<String, CommandError> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "{cmd}: unknown escape '\\{other}' (use \\r, \\n or \\\\)"
+                )))
+            }
+            None => return Err(invalid(format!("{cmd}: the text ends with a lone '\\'"))),
+        }
+    }
+    Ok(out)
+}
+
+/// The inverse of [`unescape`], for replies and `write`.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// One `KEY VALUE` of `server N ...`.
@@ -168,6 +238,17 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         return Ok(None);
     }
     let arg = w.get(1).copied();
+    // `hash` is a flag that also takes one word; unlike pen, which ignored
+    // words after a flag, a misspelt `hash consistent` is an error.
+    match (first, arg) {
+        ("hash", Some("consistent")) => return Ok(Some(Command::ConsistentHash)),
+        ("hash", Some(other)) => {
+            return Err(invalid(format!(
+                "hash: unknown argument '{other}' (use 'hash' or 'hash consistent')"
+            )))
+        }
+        _ => {}
+    }
     if let Some(f) = Flag::by_name(first) {
         return Ok(Some(Command::Flag(f, true)));
     }
@@ -183,10 +264,21 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
     if let Some((_, why)) = NOT_IMPLEMENTED.iter().find(|(c, _)| *c == first) {
         return Err(invalid(format!("{first}: {why}")));
     }
+    if let Some(kind) = ProbeText::by_name(first) {
+        // The text is the rest of the line, spaces included.
+        let line = first_line(line).trim_start_matches(' ');
+        let rest = line[first.len()..].trim_start_matches(' ');
+        let text = match rest {
+            "" => None,
+            t => Some(unescape(first, t)?),
+        };
+        return Ok(Some(Command::ProbeText(kind, text)));
+    }
     let need = |what: &str| arg.ok_or_else(|| invalid(format!("{first}: missing {what}")));
     let cmd = match first {
         "no" => return parse_no(&w[1..]),
         "mode" => Command::Mode,
+        "health" => Command::Health,
         "servers" => Command::Servers,
         "recent" => Command::Recent(match arg {
             Some(a) => int_in(first, a, 0, i64::MAX)?,
@@ -280,6 +372,9 @@ fn parse_no(w: &[&str]) -> Result<Option<Command>, CommandError> {
     }
     if let Some((_, why)) = NOT_IMPLEMENTED.iter().find(|(c, _)| *c == what) {
         return Err(invalid(format!("no {what}: {why}")));
+    }
+    if let Some(kind) = ProbeText::by_name(what) {
+        return Ok(Some(Command::NoProbeText(kind)));
     }
     Ok(Some(match what {
         "log" => Command::NoLog,

@@ -197,6 +197,14 @@ pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
     }
     // Beyond pen's list, so that the file restores everything.
     o.push_str(&settings::after_pen_list(b));
+    for (name, text) in [
+        ("health_check_send", &s.health_check_send),
+        ("health_check_expect", &s.health_check_expect),
+    ] {
+        if let Some(t) = text {
+            o.push_str(&format!("{name} {}\n", super::command::escape(t)));
+        }
+    }
     match s.source {
         Some(ip) => o.push_str(&format!("source {ip}\n")),
         None => o.push_str("no source\n"),

@@ -14,6 +14,7 @@ pub(super) fn answer(shared: &Shared, cmd: &Command) -> Option<String> {
     let now = crate::sys::now_unix();
     Some(match cmd {
         Command::Servers => servers_reply(&shared.lock()),
+        Command::Health => health_reply(&shared.lock(), now),
         Command::Recent(secs) => recent_reply(&shared.lock(), *secs, now),
         Command::Connection(n) => connection_reply(&shared.lock(), *n),
         Command::Socket(n) => socket_reply(&shared.lock(), *n),
@@ -73,6 +74,30 @@ pub fn servers_reply(b: &Balancer) -> String {
             s.prio,
             s.sent + live[i].0,
             s.received + live[i].1
+        ));
+    }
+    out
+}
+
+/// The `health` reply: one line per server with the health checks' view
+/// of it (`state unchecked` while they are off).
+pub(super) fn health_reply(b: &Balancer, now: i64) -> String {
+    let checking = b.settings.health_check > 0;
+    let mut out = String::new();
+    for (i, s) in b.servers.backends.iter().enumerate() {
+        let h = &s.health;
+        let state = match (checking, h.down) {
+            (false, _) => "unchecked",
+            (true, false) => "up",
+            (true, true) => "down",
+        };
+        let (last, age) = match h.last {
+            Some((result, at)) => (result.name(), (now - at).max(0).to_string()),
+            None => ("none", "-".to_string()),
+        };
+        out.push_str(&format!(
+            "{i} addr {} port {} state {state} passes {} fails {} last {last} age {age} downs {} ups {}\n",
+            s.host, s.port, h.passes, h.fails, h.downs, h.ups
         ));
     }
     out

@@ -29,6 +29,9 @@ pub struct FlagRow {
     /// Shown by `mode`, in table order.
     pub in_mode: bool,
     pub save: Save,
+    /// A word shown after the name while the flag is on (`hash
+    /// consistent`), in `mode` and `write`.
+    pub qualifier: Option<fn(&Settings) -> Option<&'static str>>,
 }
 
 /// A number: `NAME` queries it, `NAME N` sets it; the reply is the value.
@@ -61,13 +64,22 @@ macro_rules! flag {
             set: |s, on| s.$field = on,
             in_mode: $in_mode,
             save: $save,
+            qualifier: None,
         }
     };
 }
 
 /// The flags. `mode` lists those marked `in_mode` in this order (pen's).
 pub static FLAGS: &[FlagRow] = &[
-    flag!("hash", hash, true, Save::PenList),
+    // `hash` and `no hash` also end `hash consistent`.
+    FlagRow {
+        set: |s, on| {
+            s.hash = on;
+            s.consistent_hash = false;
+        },
+        qualifier: Some(|s| s.consistent_hash.then_some("consistent")),
+        ..flag!("hash", hash, true, Save::PenList)
+    },
     flag!("roundrobin", roundrobin, true, Save::PenList),
     flag!("stubborn", stubborn, true, Save::PenList),
     flag!("weight", weight, true, Save::PenList),
@@ -100,6 +112,8 @@ const INT_MAX: i64 = i32::MAX as i64;
 const ACL_MAX: i64 = (acl::ACL_COUNT - 1) as i64;
 /// The largest client or connection table `clients_max`/`conn_max` take.
 const TABLE_MAX: i64 = 1 << 24;
+/// The largest health check interval (a day) and probe count.
+const HEALTH_MAX: i64 = 86_400;
 
 /// The numbers, in the order `write` saves the `Save::After` ones.
 pub static NUMBERS: &[NumberRow] = &[
@@ -217,6 +231,38 @@ pub static NUMBERS: &[NumberRow] = &[
         |b, v| b.settings.multi_accept = v as usize,
         Save::Never
     ),
+    // Active health checks (man/penctl.1). Off, every server counts as up.
+    number!(
+        "health_check",
+        0,
+        HEALTH_MAX,
+        |b| b.settings.health_check as i64,
+        |b, v| {
+            b.settings.health_check = v as u64;
+            if v == 0 {
+                for s in &mut b.servers.backends {
+                    s.health = Default::default();
+                }
+            }
+        },
+        Save::WhenChanged
+    ),
+    number!(
+        "health_check_fall",
+        1,
+        HEALTH_MAX,
+        |b| i64::from(b.settings.health_check_fall),
+        |b, v| b.settings.health_check_fall = v as u32,
+        Save::WhenChanged
+    ),
+    number!(
+        "health_check_rise",
+        1,
+        HEALTH_MAX,
+        |b| i64::from(b.settings.health_check_rise),
+        |b, v| b.settings.health_check_rise = v as u32,
+        Save::WhenChanged
+    ),
     number!(
         "listen_queue",
         50,
@@ -268,7 +314,10 @@ pub fn mode_line(s: &Settings) -> String {
 /// `NAME` or `no NAME`, as `write` saves a flag.
 pub fn flag_line(r: &FlagRow, s: &Settings) -> String {
     if (r.get)(s) {
-        format!("{}\n", r.name)
+        match r.qualifier.and_then(|q| q(s)) {
+            Some(word) => format!("{} {word}\n", r.name),
+            None => format!("{}\n", r.name),
+        }
     } else {
         format!("no {}\n", r.name)
     }

@@ -50,6 +50,14 @@ fn random_lines_never_panic() {
         "both",
         "mode",
         "hash",
+        "consistent",
+        "health",
+        "health_check",
+        "health_check_send",
+        "health_check_expect",
+        "health_check_fall",
+        "\\",
+        "a\\r\\n",
         "timeout",
         "clients_max",
         "conn_max",
@@ -105,6 +113,34 @@ fn mode_flags_and_reply() {
     );
     run(&mut b, "no hash");
     assert!(!b.settings.hash);
+}
+
+#[test]
+fn hash_consistent_in_mode_and_write() {
+    let mut b = Balancer::default();
+    let hash = settings::Flag::by_name("hash").unwrap().row();
+    assert_eq!(run(&mut b, "hash consistent"), "");
+    assert!(b.settings.hash && b.settings.consistent_hash);
+    assert_eq!(
+        run(&mut b, "mode"),
+        "hash consistent no roundrobin no stubborn no weight no prio\n"
+    );
+    assert_eq!(settings::flag_line(hash, &b.settings), "hash consistent\n");
+    // Plain `hash` is pen's hash again; `no hash` ends either.
+    run(&mut b, "hash");
+    assert!(b.settings.hash && !b.settings.consistent_hash);
+    assert_eq!(settings::flag_line(hash, &b.settings), "hash\n");
+    run(&mut b, "hash consistent");
+    run(&mut b, "no hash");
+    assert!(!b.settings.hash && !b.settings.consistent_hash);
+    assert_eq!(
+        run(&mut b, "mode"),
+        "no hash no roundrobin no stubborn no weight no prio\n"
+    );
+    assert_eq!(
+        parse("hash consistant").unwrap_err().reply(),
+        "error: hash: unknown argument 'consistant' (use 'hash' or 'hash consistent')\n"
+    );
 }
 
 #[test]
@@ -264,4 +300,88 @@ fn a_repointed_slot_counts_afresh_for_the_metrics() {
     run(&mut b, "server 0 port 81");
     let m = &b.servers.backends[0].metrics;
     assert_eq!((m.connections, m.sent_base, m.received_base), (0, 100, 200));
+}
+
+#[test]
+fn health_check_settings() {
+    let mut b = Balancer::default();
+    assert_eq!(run(&mut b, "health_check"), "0\n");
+    assert_eq!(run(&mut b, "health_check_fall"), "3\n");
+    assert_eq!(run(&mut b, "health_check_rise"), "2\n");
+    assert_eq!(run(&mut b, "health_check 5"), "5\n");
+    assert_eq!(run(&mut b, "health_check_fall 4"), "4\n");
+    assert!(parse("health_check_rise 0").is_err());
+    assert!(parse("health_check -1").is_err());
+    // The text is the rest of the line, with \r, \n and \\ escapes.
+    assert_eq!(run(&mut b, "health_check_send"), "");
+    assert_eq!(
+        run(&mut b, "health_check_send  GET / HTTP/1.0\\r\\n\\r\\n"),
+        "GET / HTTP/1.0\\r\\n\\r\\n\n"
+    );
+    assert_eq!(
+        b.settings.health_check_send.as_deref(),
+        Some("GET / HTTP/1.0\r\n\r\n")
+    );
+    run(&mut b, "health_check_expect HTTP/1.? 200 a\\\\b");
+    assert_eq!(
+        b.settings.health_check_expect.as_deref(),
+        Some("HTTP/1.? 200 a\\b")
+    );
+    assert_eq!(run(&mut b, "health_check_expect"), "HTTP/1.? 200 a\\\\b\n");
+    assert_eq!(
+        parse("health_check_send a\\tb").unwrap_err().reply(),
+        "error: health_check_send: unknown escape '\\t' (use \\r, \\n or \\\\)\n"
+    );
+    assert!(parse("health_check_expect ends\\").is_err());
+    // What `write` saves, read back, gives the same settings.
+    let saved = settings::after_pen_list(&b);
+    assert!(
+        saved.contains("health_check 5\nhealth_check_fall 4\n"),
+        "{saved}"
+    );
+    assert!(!saved.contains("health_check_rise"), "{saved}");
+    run(&mut b, "no health_check_send");
+    assert_eq!(b.settings.health_check_send, None);
+    // Off again: every server counts as up.
+    b.servers.ensure_slot(0).health.down = true;
+    run(&mut b, "health_check 0");
+    assert!(!b.servers.backends[0].health.down);
+}
+
+#[test]
+fn write_saves_probe_texts_escaped() {
+    let mut b = Balancer::default();
+    let info = crate::runtime::ProcessInfo::default();
+    let plain = config::render(&b, &info, std::path::Path::new("/x"));
+    assert!(!plain.contains("health"), "{plain}");
+    run(&mut b, "health_check_send PING\\r\\n");
+    run(&mut b, "health_check_expect +PONG");
+    let text = config::render(&b, &info, std::path::Path::new("/x"));
+    assert!(
+        text.contains("health_check_send PING\\r\\n\nhealth_check_expect +PONG\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn health_reply_lines() {
+    let mut b = Balancer::default();
+    let s = b.servers.ensure_slot(0);
+    s.host = Host::Ip("127.0.0.1".parse().unwrap());
+    s.port = 8081;
+    assert_eq!(
+        queries::health_reply(&b, 100),
+        "0 addr 127.0.0.1 port 8081 state unchecked passes 0 fails 0 last none age - downs 0 ups 0\n"
+    );
+    b.settings.health_check = 2;
+    use crate::state::servers::ProbeResult;
+    for t in 0..3 {
+        b.servers.backends[0]
+            .health
+            .record(ProbeResult::Mismatch, 90 + t, 3, 2);
+    }
+    assert_eq!(
+        queries::health_reply(&b, 100),
+        "0 addr 127.0.0.1 port 8081 state down passes 0 fails 3 last mismatch age 8 downs 1 ups 0\n"
+    );
 }

@@ -11,7 +11,7 @@
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use super::command::{invalid, Command, CommandError, ServerSetting};
+use super::command::{escape, invalid, Command, CommandError, ProbeText, ServerSetting};
 use super::config;
 use super::queries;
 use super::settings::mode_line;
@@ -21,7 +21,8 @@ use crate::listeners;
 use crate::logging;
 use crate::request_log;
 use crate::runtime::{AcceptorRequest, ProcessInfo, Shared};
-use crate::state::servers::{SlotMetrics, Target};
+use crate::settings::Settings;
+use crate::state::servers::{Health, SlotMetrics, Target};
 use crate::state::Balancer;
 
 /// Maximum `include` nesting (a file including itself would loop forever).
@@ -128,11 +129,21 @@ impl<'a> Transaction<'a> {
                 })?;
             }
         }
+        if let Command::Number(n, Some(v)) = cmd {
+            if n.row().name == "health_check" && *v > 0 && self.info.udp {
+                return Err(invalid(
+                    "health_check: health checks are not supported in UDP mode (-U)",
+                ));
+            }
+        }
         let b = &self.staged;
         Ok(match cmd {
             Command::Mode => queries::mode_reply(self.setting(cmd), self.shared),
             Command::Flag(..)
             | Command::Number(..)
+            | Command::ConsistentHash
+            | Command::ProbeText(..)
+            | Command::NoProbeText(_)
             | Command::FastClose(_)
             | Command::Server(..)
             | Command::Acl(..)
@@ -167,6 +178,7 @@ impl<'a> Transaction<'a> {
                 String::new()
             }
             Command::Servers => queries::servers_reply(b),
+            Command::Health => queries::health_reply(b, self.now),
             Command::Recent(secs) => queries::recent_reply(b, *secs, self.now),
             Command::Connection(n) => queries::connection_reply(b, *n),
             Command::Socket(n) => queries::socket_reply(b, *n),
@@ -374,6 +386,7 @@ impl<'a> Transaction<'a> {
             logging::set_level(b.settings.debug);
             shared.sync_limits(&b);
         }
+        crate::health::start_if_enabled(shared);
         for effect in effects {
             match effect {
                 Effect::RequestLog(sink) => request_log::install(sink),
@@ -429,6 +442,14 @@ fn close_connection(shared: &Shared, n: usize) {
     }
 }
 
+/// The setting a `health_check_send`/`health_check_expect` command changes.
+fn probe_text(s: &mut Settings, kind: ProbeText) -> &mut Option<String> {
+    match kind {
+        ProbeText::Send => &mut s.health_check_send,
+        ProbeText::Expect => &mut s.health_check_expect,
+    }
+}
+
 /// Applies `server N ...` settings to the table.
 fn apply_server(b: &mut Balancer, n: usize, settings: &[ServerSetting], now: i64) {
     let slot = b.servers.ensure_slot(n);
@@ -447,10 +468,13 @@ fn apply_server(b: &mut Balancer, n: usize, settings: &[ServerSetting], now: i64
                     slot.port = addr::UNIX_BACKEND_PORT;
                 }
                 slot.host = h.clone();
+                // Another server: what the probes knew was about the old one.
+                slot.health = Health::default();
             }
             ServerSetting::Port(p) => {
                 if !matches!(slot.host, Host::Unix(_)) {
                     slot.port = *p;
+                    slot.health = Health::default();
                 }
             }
             ServerSetting::Max(m) => slot.max_conns = *m,
@@ -491,6 +515,24 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
             }
             (row.reply)((row.get)(b))
         }
+        Command::ConsistentHash => {
+            b.settings.hash = true;
+            b.settings.consistent_hash = true;
+            String::new()
+        }
+        Command::ProbeText(kind, text) => {
+            let slot = probe_text(&mut b.settings, *kind);
+            if let Some(t) = text {
+                *slot = Some(t.clone());
+            }
+            slot.as_deref()
+                .map(|t| format!("{}\n", escape(t)))
+                .unwrap_or_default()
+        }
+        Command::NoProbeText(kind) => {
+            *probe_text(&mut b.settings, *kind) = None;
+            String::new()
+        }
         Command::FastClose(fc) => {
             b.settings.fastclose = *fc;
             String::new()
@@ -524,6 +566,7 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
         Command::TarpitAcl => "tarpit_acl = -1".to_string(),
         Command::Poll => String::new(),
         Command::Servers
+        | Command::Health
         | Command::Recent(_)
         | Command::Connection(_)
         | Command::Socket(_)

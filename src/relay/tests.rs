@@ -53,7 +53,7 @@ fn options() -> RelayOptions {
 }
 
 /// What a relay thread hands back when its pair ended.
-struct Ended {
+struct Finished {
     outcome: Outcome,
     pipes: Pipes,
     up: u64,
@@ -64,7 +64,7 @@ struct Ended {
 struct Running {
     client: UnixStream,
     server: UnixStream,
-    ended: mpsc::Receiver<Ended>,
+    ended: mpsc::Receiver<Finished>,
     guard: Arc<YieldGuard<CountingClock>>,
 }
 
@@ -96,7 +96,7 @@ impl Running {
             );
             // The sockets close after the relay returned, as in a pair.
             drop((client_fd, server_fd));
-            let _ = tx.send(Ended {
+            let _ = tx.send(Finished {
                 outcome,
                 pipes,
                 up: PairCounters::get(&counters.from_client),
@@ -112,7 +112,7 @@ impl Running {
     }
 
     /// Waits for the relay to end.
-    fn end(&self) -> Ended {
+    fn end(&self) -> Finished {
         self.ended
             .recv_timeout(DEADLINE)
             .expect("the relay did not end in time")
@@ -173,7 +173,7 @@ fn assert_same(got: &[u8], want: &[u8], what: &str) {
     }
 }
 
-fn assert_finished(e: &Ended) {
+fn assert_finished(e: &Finished) {
     assert!(
         matches!(e.outcome, Outcome::Finished),
         "outcome {:?}",
@@ -209,7 +209,7 @@ fn small_messages_cross_both_ways_and_hold_no_pipe() {
 /// Sends `upload` from the client and `download` from the server at once,
 /// each followed by EOF, and checks what arrives (`at_server`: the upload
 /// as the relay's filter passes it on) and that the pair finished.
-fn cross(mut r: Running, upload: Vec<u8>, at_server: &[u8], download: Vec<u8>) -> Ended {
+fn cross(mut r: Running, upload: Vec<u8>, at_server: &[u8], download: Vec<u8>) -> Finished {
     let c = send_in_background(&r.client, upload);
     let s = send_in_background(&r.server, download.clone());
     assert_same(&read_to_eof(&mut r.server), at_server, "at the server");

@@ -25,6 +25,89 @@ impl Target {
     }
 }
 
+/// What one health probe found (`health_check`, man/penctl.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeResult {
+    Passed,
+    /// The connect failed (refused, unreachable, no such socket).
+    ConnectFailed,
+    /// No connect, or not the whole expected reply, within the timeout.
+    Timeout,
+    /// The probe text could not be sent.
+    SendFailed,
+    /// The server closed before the whole expected reply.
+    Closed,
+    /// The reply does not begin with the expected text.
+    Mismatch,
+}
+
+impl ProbeResult {
+    /// The word `health` and the log show.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeResult::Passed => "ok",
+            ProbeResult::ConnectFailed => "connect-failed",
+            ProbeResult::Timeout => "timeout",
+            ProbeResult::SendFailed => "send-failed",
+            ProbeResult::Closed => "closed",
+            ProbeResult::Mismatch => "mismatch",
+        }
+    }
+}
+
+/// A server's up or down change, from [`Health::record`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    Down,
+    Up,
+}
+
+/// A server's active health state. A server starts up; it goes down after
+/// `fall` failed probes in a row and up again after `rise` passed ones.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    pub down: bool,
+    /// Probes passed / failed in a row (one of them is 0).
+    pub passes: u32,
+    pub fails: u32,
+    /// The last probe's result and its UNIX time.
+    pub last: Option<(ProbeResult, i64)>,
+    /// Transitions so far.
+    pub downs: u64,
+    pub ups: u64,
+}
+
+impl Health {
+    /// Counts one probe's result; the transition it causes, if any.
+    pub fn record(
+        &mut self,
+        result: ProbeResult,
+        now: i64,
+        fall: u32,
+        rise: u32,
+    ) -> Option<Transition> {
+        self.last = Some((result, now));
+        if result == ProbeResult::Passed {
+            self.fails = 0;
+            self.passes = self.passes.saturating_add(1);
+            if self.down && self.passes >= rise {
+                self.down = false;
+                self.ups += 1;
+                return Some(Transition::Up);
+            }
+        } else {
+            self.passes = 0;
+            self.fails = self.fails.saturating_add(1);
+            if !self.down && self.fails >= fall {
+                self.down = true;
+                self.downs += 1;
+                return Some(Transition::Down);
+            }
+        }
+        None
+    }
+}
+
 /// One server slot.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backend {
@@ -47,6 +130,8 @@ pub struct Backend {
     /// finished (live connections add their own counters when reported).
     pub sent: u64,
     pub received: u64,
+    /// Active health checks' view of it (ignored while they are off).
+    pub health: Health,
     /// The slot's counters for the metrics, since it got its address.
     pub metrics: SlotMetrics,
 }
@@ -81,6 +166,7 @@ impl Backend {
             failed_at: 0,
             sent: 0,
             received: 0,
+            health: Health::default(),
             metrics: SlotMetrics::default(),
         }
     }
@@ -164,6 +250,37 @@ impl ServerTable {
         let acl = slot.acl;
         *slot = Backend::from_spec(spec);
         slot.acl = acl;
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    #[test]
+    fn falls_after_fall_failures_and_rises_after_rise_passes() {
+        let mut h = Health::default();
+        let fail = ProbeResult::ConnectFailed;
+        assert_eq!(h.record(fail, 1, 3, 2), None);
+        assert_eq!(h.record(ProbeResult::Passed, 2, 3, 2), None);
+        assert_eq!(h.record(fail, 3, 3, 2), None);
+        assert_eq!(h.record(ProbeResult::Timeout, 4, 3, 2), None);
+        assert_eq!(h.record(fail, 5, 3, 2), Some(Transition::Down));
+        assert!(h.down);
+        assert_eq!(h.record(fail, 6, 3, 2), None);
+        assert_eq!(h.record(ProbeResult::Passed, 7, 3, 2), None);
+        assert_eq!(h.record(ProbeResult::Mismatch, 8, 3, 2), None);
+        assert_eq!(h.record(ProbeResult::Passed, 9, 3, 2), None);
+        assert_eq!(
+            h.record(ProbeResult::Passed, 10, 3, 2),
+            Some(Transition::Up)
+        );
+        assert_eq!(h.record(ProbeResult::Passed, 11, 3, 2), None);
+        assert_eq!(
+            (h.down, h.passes, h.fails, h.downs, h.ups),
+            (false, 3, 0, 1, 1)
+        );
+        assert_eq!(h.last, Some((ProbeResult::Passed, 11)));
     }
 }
 

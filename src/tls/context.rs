@@ -343,7 +343,7 @@ pub(super) type Staple = Option<Arc<Vec<u8>>>;
 
 /// State shared by the acceptor, its streams and the OpenSSL callbacks
 /// (which receive a pointer to it as their `arg`).
-pub(super) struct Shared {
+pub(super) struct AcceptorState {
     pub(super) ctx: Context,
     pub(super) settings: TlsSettings,
     /// Contexts per SNI name; `None` caches a failure to load.
@@ -352,7 +352,7 @@ pub(super) struct Shared {
     warnings: Vec<String>,
 }
 
-impl Shared {
+impl AcceptorState {
     /// Installs the OCSP status callback on `ctx` with `self` as its argument.
     pub(super) fn install_status_callback(&self, ctx: &Context) {
         let callback: ffi::StatusCallback = status_callback;
@@ -372,7 +372,7 @@ impl Shared {
         ctx.ctrl(
             ffi::SSL_CTRL_SET_TLSEXT_STATUS_REQ_CB_ARG,
             0,
-            self as *const Shared as *mut c_void,
+            self as *const AcceptorState as *mut c_void,
         );
     }
 
@@ -401,9 +401,9 @@ impl Shared {
 /// context, if there is one.
 unsafe extern "C" fn status_callback(ssl: *mut ffi::Ssl, arg: *mut c_void) -> c_int {
     let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: arg is the Shared registered by install_status_callback;
-        // every handshake runs inside a call that holds an Arc<Shared>.
-        let shared = unsafe { &*(arg as *const Shared) };
+        // SAFETY: arg is the AcceptorState registered by install_status_callback;
+        // every handshake runs inside a call that holds an Arc<AcceptorState>.
+        let shared = unsafe { &*(arg as *const AcceptorState) };
         // SAFETY: OpenSSL passes the SSL being handshaken.
         let current = unsafe { ffi::SSL_get_SSL_CTX(ssl) };
         // SAFETY: as above.
@@ -433,7 +433,7 @@ unsafe extern "C" fn status_callback(ssl: *mut ffi::Ssl, arg: *mut c_void) -> c_
 /// The server side of TLS: contexts built once from [`TlsSettings`], shared
 /// by all connection threads.
 pub struct TlsAcceptor {
-    shared: Arc<Shared>,
+    shared: Arc<AcceptorState>,
 }
 
 impl TlsAcceptor {
@@ -456,7 +456,7 @@ impl TlsAcceptor {
             Some(path) => DefaultOcsp::NotRead(path.clone()),
             None => DefaultOcsp::Off,
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(AcceptorState {
             ctx,
             settings: settings.clone(),
             sni_cache: Mutex::new(HashMap::new()),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::context::{build_context, read_ocsp_file, Context, ContextFiles, Shared, Staple};
+use super::context::{build_context, read_ocsp_file, AcceptorState, Context, ContextFiles, Staple};
 use super::{ffi, lock};
 
 /// SNI contexts re-read `DIR/NAME.ocsp` when their copy is this old
@@ -60,7 +60,7 @@ impl SniContext {
 }
 
 /// The context for SNI name `name` (already validated), loading it once.
-fn sni_context(shared: &Shared, dir: &Path, name: &str) -> Option<Arc<SniContext>> {
+fn sni_context(shared: &AcceptorState, dir: &Path, name: &str) -> Option<Arc<SniContext>> {
     if let Some(entry) = lock(&shared.sni_cache).get(name) {
         return entry.clone();
     }
@@ -87,7 +87,7 @@ fn sni_context(shared: &Shared, dir: &Path, name: &str) -> Option<Arc<SniContext
 }
 
 /// Builds the context of `DIR/NAME.*`; `None` when it cannot be loaded.
-fn load_sni_context(shared: &Shared, dir: &Path, name: &str) -> Option<SniContext> {
+fn load_sni_context(shared: &AcceptorState, dir: &Path, name: &str) -> Option<SniContext> {
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     let ca = dir.join(format!("{name}.ca"));
@@ -140,9 +140,9 @@ unsafe extern "C" fn servername_callback(
     arg: *mut c_void,
 ) -> c_int {
     let result = catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: arg is the Shared registered in TlsAcceptor::new; every
-        // handshake runs inside a call that holds an Arc<Shared>.
-        let shared = unsafe { &*(arg as *const Shared) };
+        // SAFETY: arg is the AcceptorState registered in TlsAcceptor::new; every
+        // handshake runs inside a call that holds an Arc<AcceptorState>.
+        let shared = unsafe { &*(arg as *const AcceptorState) };
         let dir = shared.settings.sni_path.as_deref()?;
         // SAFETY: OpenSSL passes the SSL being handshaken.
         let name = unsafe { server_name(ssl) }?;
@@ -165,7 +165,7 @@ unsafe extern "C" fn servername_callback(
 /// Makes `shared`'s default context call [`servername_callback`] with
 /// `shared` as its argument; `shared` must stay in its `Arc` for as long as
 /// the context is used.
-pub(super) fn install_servername_callback(shared: &Arc<Shared>) {
+pub(super) fn install_servername_callback(shared: &Arc<AcceptorState>) {
     let callback: ffi::ServernameCallback = servername_callback;
     // SAFETY: OpenSSL calls the stored generic pointer back with the
     // servername-callback signature, which is the type `callback` has.

@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::context::Shared;
+use super::context::AcceptorState;
 use super::error::{
     clear_openssl_errors, prepare_io_call, take_openssl_errors, take_openssl_errors_if_any,
 };
@@ -28,7 +28,7 @@ const MAX_WRITE: usize = 16000;
 /// on `sock` with `shared`'s default context, polling until it succeeds,
 /// fails, or `deadline` passes.
 pub(super) fn handshake(
-    shared: &Arc<Shared>,
+    shared: &Arc<AcceptorState>,
     sock: OwnedFd,
     deadline: Instant,
 ) -> Result<TlsStream, TlsError> {
@@ -141,7 +141,7 @@ pub struct TlsStream {
     ssl: NonNull<ffi::Ssl>,
     sock: OwnedFd,
     /// Keeps the contexts and the callbacks' argument alive.
-    _shared: Arc<Shared>,
+    _shared: Arc<AcceptorState>,
     want: Want,
     /// A fatal error happened: OpenSSL forbids SSL_shutdown afterwards.
     failed: bool,
