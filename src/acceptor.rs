@@ -1,6 +1,7 @@
 //! The acceptor: one poll() loop over the wake pipe (index 0), the
-//! listening socket(s) and the control socket. It hands each client to a
-//! pair thread and each control connection to a short-lived handler, and
+//! listening socket(s), the control socket and the metrics endpoint. It
+//! hands each client to a pair thread and each control or metrics
+//! connection to a short-lived handler, and
 //! acts on signals the handlers recorded. It never reads or writes a
 //! client's bytes, so nothing a client or a control client does can stall it.
 
@@ -23,6 +24,8 @@ pub trait Handlers {
     fn client(&mut self, permit: Permit, fd: OwnedFd, peer: PeerAddr);
     /// A control connection was accepted.
     fn control(&mut self, fd: OwnedFd, peer: PeerAddr);
+    /// A connection to the metrics endpoint was accepted.
+    fn metrics(&mut self, fd: OwnedFd, peer: PeerAddr);
     fn hangup(&mut self);
     fn statistics(&mut self);
 }
@@ -32,6 +35,19 @@ pub trait Handlers {
 pub enum Stop {
     Signal,
     ExitCommand,
+    /// A drain ended: the last pair or UDP session finished.
+    Drained,
+    /// A drain ended at its timeout with connections still live.
+    DrainTimeout,
+}
+
+/// While draining, how often the live connections are counted again (UDP
+/// sessions end without waking the acceptor).
+const DRAIN_CHECK: Duration = Duration::from_millis(50);
+
+/// Pairs (from before their accept) and UDP sessions still live.
+fn live_connections(shared: &Shared) -> usize {
+    shared.admission.active().max(shared.lock().conns.used())
 }
 
 fn transient(e: &std::io::Error) -> bool {
@@ -41,13 +57,23 @@ fn transient(e: &std::io::Error) -> bool {
     )
 }
 
+/// The sockets besides the listeners, served by short-lived handlers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Control,
+    Metrics,
+}
+
 /// Concurrent control connections allowed; more are closed at once.
 pub const MAX_CONTROL_CLIENTS: usize = 16;
 
 /// Control handlers currently running.
 pub static CONTROL_ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs until SIGTERM/SIGINT or the `exit` command.
+/// Runs until SIGTERM/SIGINT, the `exit` command, or the end of a drain
+/// (SIGQUIT, `drain`): the listeners close at once, so the kernel refuses
+/// new clients, and the loop goes on serving the control port and the
+/// metrics until the live connections end or the drain times out.
 pub fn run(
     shared: &Arc<Shared>,
     mut listeners: Vec<OwnedFd>,
@@ -58,12 +84,15 @@ pub fn run(
     let admission = &shared.admission;
     // After EMFILE and friends, stop accepting briefly instead of spinning.
     let mut backoff_until: Option<Instant> = None;
+    let mut metrics: Option<OwnedFd> = None;
+    let mut drain_until: Option<Instant> = None;
     loop {
         let may = admission.may_accept() && backoff_until.is_none_or(|t| Instant::now() >= t);
         if may {
             backoff_until = None;
         }
-        admission.set_waiting(!may);
+        // While draining, every pair that ends wakes the loop.
+        admission.set_waiting(!may || drain_until.is_some());
         // Re-check after saying we wait, so a pair that finished in
         // between either wakes us or is counted here.
         let may = may || (admission.may_accept() && backoff_until.is_none());
@@ -75,7 +104,17 @@ pub fn run(
         if let Some(c) = &control {
             fds.push(PollFd::new(c.as_fd(), poll::IN));
         }
-        let timeout = backoff_until.map(|t| t.saturating_duration_since(Instant::now()));
+        if let Some(m) = &metrics {
+            fds.push(PollFd::new(m.as_fd(), poll::IN));
+        }
+        let now = Instant::now();
+        let timeout = [
+            backoff_until.map(|t| t.saturating_duration_since(now)),
+            drain_until.map(|t| t.saturating_duration_since(now).min(DRAIN_CHECK)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if let Err(e) = poll::poll(&mut fds, timeout) {
             logging::message(&format!("poll: {e}"));
             std::thread::sleep(Duration::from_millis(100));
@@ -94,19 +133,56 @@ pub fn run(
         if sigs.contains(Signal::Usr1) {
             handlers.statistics();
         }
+        let mut drain = sigs.contains(Signal::Quit).then_some(None);
         let mut exit = false;
         let mut replaced = false;
         for r in shared.take_requests() {
             match r {
                 AcceptorRequest::Exit => exit = true,
+                // A drain keeps its listeners closed.
+                AcceptorRequest::Listen(_) if drain_until.is_some() => {}
                 AcceptorRequest::Listen(new) => {
                     listeners = new;
+                    replaced = true;
+                }
+                AcceptorRequest::Drain(secs) => drain = Some(secs.or(drain.flatten())),
+                AcceptorRequest::Metrics(new) => {
+                    metrics = new;
                     replaced = true;
                 }
             }
         }
         if exit {
             return Stop::ExitCommand;
+        }
+        if let Some(secs) = drain {
+            let secs = secs.unwrap_or_else(|| shared.lock().settings.drain_timeout);
+            let until = Instant::now() + Duration::from_secs(secs);
+            if drain_until.is_none() {
+                listeners.clear();
+                shared
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                replaced = true;
+                logging::message(&format!(
+                    "draining: listeners closed; exiting when the last of {} connections ends, or in {secs} s",
+                    live_connections(shared)
+                ));
+            }
+            drain_until = Some(drain_until.map_or(until, |t| t.min(until)));
+        }
+        if let Some(until) = drain_until {
+            let live = live_connections(shared);
+            if live == 0 {
+                logging::message("drained: every connection ended; exiting");
+                return Stop::Drained;
+            }
+            if Instant::now() >= until {
+                logging::message(&format!(
+                    "drain timeout: exiting with {live} connections still open"
+                ));
+                return Stop::DrainTimeout;
+            }
         }
         if replaced {
             continue;
@@ -134,15 +210,23 @@ pub fn run(
                 }
             }
         }
-        if let Some(c) = &control {
-            if fds[1 + listeners.len()].revents() != 0 {
-                match socket::accept(c.as_fd()) {
-                    Ok((fd, peer)) => handlers.control(fd, peer),
-                    Err(e) if transient(&e) => {
-                        backoff_until = Some(Instant::now() + Duration::from_millis(100));
-                    }
-                    Err(_) => {}
+        let mut next = 1 + listeners.len();
+        let services: [(&Option<OwnedFd>, Service); 2] =
+            [(&control, Service::Control), (&metrics, Service::Metrics)];
+        for (socket, service) in services {
+            let Some(s) = socket else { continue };
+            let ready = fds[next].revents() != 0;
+            next += 1;
+            if !ready {
+                continue;
+            }
+            match socket::accept(s.as_fd()) {
+                Ok((fd, peer)) if service == Service::Control => handlers.control(fd, peer),
+                Ok((fd, peer)) => handlers.metrics(fd, peer),
+                Err(e) if transient(&e) => {
+                    backoff_until = Some(Instant::now() + Duration::from_millis(100));
                 }
+                Err(_) => {}
             }
         }
     }

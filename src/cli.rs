@@ -340,8 +340,8 @@ pub fn parse(args: &[String]) -> Result<Invocation, CliError> {
     Ok(Invocation::Run(Box::new(cl)))
 }
 
-/// The usage text (`pen --help`), pen's with the options we add.
-pub const USAGE: &str = "usage:
+/// The usage text (`pen --help`): pen's, with the options we add.
+const USAGE_HEAD: &str = "usage:
   pen [-C addr:port] [-X] [-b sec] [-c N] [-e host[:port]] \\
 	  [-t sec] [-x N] [-w file] [-UHPWadfhrs] \\
           [-o option] \\
@@ -364,7 +364,7 @@ pub const USAGE: &str = "usage:
   -c N      max number of clients [2048]
   -d	debugging on (repeat -d for more)
   -e host:port emergency server of last resort
-  -f	stay in foregound
+  -f	stay in foreground
   -h	use hash for initial server selection
   -j dir    run in chroot
   -F file   name of configuration file
@@ -379,7 +379,10 @@ pub const USAGE: &str = "usage:
   -x N      max number of simultaneous connections [500]
   -w file   save statistics in HTML format in a file
   -o option use option in penctl format
-  -E certfile   use the given certificate in PEM format
+";
+
+/// The TLS options of the usage text.
+const USAGE_TLS: &str = "  -E certfile   use the given certificate in PEM format
   -K keyfile    use the given key in PEM format (may be contained in cert)
   -G cacertfile file containing the CA's certificate
   -A cacertdir  directory containing CA certificates in hashed format
@@ -387,12 +390,40 @@ pub const USAGE: &str = "usage:
   -R	    require valid peer certificate
   -L protocol   minimum protocol: ssl23 (default), ssl2, ssl3, tls1 (all: what
                 OpenSSL allows), tls1.0, tls1.1, tls1.2, tls1.3
-  --help    this text
+";
+
+const USAGE_TAIL: &str = "  --help    this text
   --version print the version
 
 example:
   pen smtp mailhost1:smtp mailhost2:25 mailhost3
 ";
+
+/// Said before the TLS options by a build that has no TLS.
+const USAGE_NO_TLS: &str = "  (the TLS options -E -K -G -A -Z -R -L need a TLS build: this pen was\n   built without TLS support; rebuild with `make TLS=1`)\n";
+
+/// The `pen --help` text.
+pub fn usage() -> String {
+    let no_tls = if crate::FEATURES.contains(&"tls") {
+        ""
+    } else {
+        USAGE_NO_TLS
+    };
+    format!("{USAGE_HEAD}{no_tls}{USAGE_TLS}{USAGE_TAIL}")
+}
+
+/// The `pen --version` text.
+pub fn version() -> String {
+    let features = if crate::FEATURES.is_empty() {
+        "none (built without TLS support; rebuild with `make TLS=1` for it)".to_string()
+    } else {
+        crate::FEATURES.join(" ")
+    };
+    format!(
+        "pen {} (Rust reimplementation of pen 0.34.1)\nfeatures: {features}\n",
+        env!("CARGO_PKG_VERSION")
+    )
+}
 
 #[cfg(test)]
 mod tests {

@@ -21,6 +21,7 @@ pub mod health;
 pub mod http;
 pub mod listeners;
 pub mod logging;
+pub mod metrics;
 pub mod multicall;
 pub mod pair;
 pub mod process;
@@ -40,3 +41,10 @@ pub mod tls;
 pub mod udp;
 pub mod upstream;
 pub mod workers;
+
+/// The optional features this build has, as `pen --version` and the
+/// `pen_build_info` metric name them.
+pub const FEATURES: &[&str] = &[
+    #[cfg(feature = "tls")]
+    "tls",
+];

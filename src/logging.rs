@@ -40,6 +40,16 @@ pub fn message(msg: &str) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
+/// A problem pen runs on with, at every debug level: on stderr, or in
+/// syslog at priority warning.
+pub fn warning(msg: &str) {
+    if is_syslog() {
+        sys::syslog::send(sys::syslog::Priority::Warning, msg);
+    } else {
+        message(&format!("warning: {msg}"));
+    }
+}
+
 /// A message shown from debug level `min` on.
 pub fn debug(min: u32, msg: impl FnOnce() -> String) {
     if level() >= min {

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,14 +50,11 @@ fn fatal(m: impl Into<String>) -> Fatal {
 pub fn main(args: &[String]) -> i32 {
     let cl = match cli::parse(args) {
         Ok(Invocation::Help) => {
-            print!("{}", cli::USAGE);
+            print!("{}", cli::usage());
             return 0;
         }
         Ok(Invocation::Version) => {
-            println!(
-                "pen {} (Rust reimplementation of pen 0.34.1)",
-                env!("CARGO_PKG_VERSION")
-            );
+            print!("{}", cli::version());
             return 0;
         }
         Ok(Invocation::Run(cl)) => cl,
@@ -124,6 +121,7 @@ fn process_info(cl: &CommandLine) -> ProcessInfo {
         chroot: cl.chroot.clone(),
         emergency: cl.emergency.clone(),
         abuse: cl.abuse.clone(),
+        started_at: sys::now_unix(),
         ..ProcessInfo::default()
     }
 }
@@ -275,6 +273,14 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     let report = if cl.foreground {
         None
     } else {
+        if !sys::syslog::available() {
+            eprintln!(
+                "pen: warning: no system logger at {}: as a daemon, pen's messages and USR1 \
+                 statistics will be lost; run in the foreground with -f, write statistics \
+                 with -w FILE, or scrape the `metrics` command",
+                sys::syslog::SOCKET
+            );
+        }
         sys::syslog::open(c"pen");
         Some(crate::daemon::detach().map_err(|e| fatal(e.to_string()))?)
     };
@@ -298,10 +304,21 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         r.ready();
         logging::use_syslog(true);
     }
-    {
+    let no_servers = {
         let mut b = shared.lock();
         b.running = true;
         shared.sync_limits(&b);
+        b.servers
+            .backends
+            .iter()
+            .all(|s| matches!(s.host, Host::Unset))
+            && b.servers.emergency.is_none()
+    };
+    if no_servers && cl.config_file.is_none() {
+        logging::warning(
+            "no backend servers: every client will be refused until servers are added \
+             (give them after LISTEN, in a -F file, or with `server N address A port P`)",
+        );
     }
     crate::health::start_if_enabled(&shared);
     let mut handlers = Service {
@@ -429,6 +446,29 @@ fn make_filter(shared: &Shared, peer: &PeerAddr, server: &Host) -> Option<Box<dy
     )))
 }
 
+/// Metrics handlers currently running (apart from the control port's, so
+/// that scrapers cannot crowd out penctl).
+static METRICS_ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Runs `serve` on a short-lived thread counted in `active`; beyond
+/// [`MAX_CONTROL_CLIENTS`] of them the connection is closed at once.
+fn spawn_handler(active: &'static AtomicUsize, name: &str, serve: impl FnOnce() + Send + 'static) {
+    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONTROL_CLIENTS {
+        active.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            serve();
+            active.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 struct Service {
     shared: Arc<Shared>,
     filters: Arc<FilterFactory>,
@@ -436,6 +476,7 @@ struct Service {
 
 impl Handlers for Service {
     fn client(&mut self, permit: Permit, fd: OwnedFd, peer: PeerAddr) {
+        self.shared.accepted.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::clone(&self.shared);
         let filters = Arc::clone(&self.filters);
         let job = Box::new(move |local: &mut crate::workers::WorkerLocal| {
@@ -445,25 +486,23 @@ impl Handlers for Service {
             // The job was dropped, closing the client socket and giving
             // back the permit.
             logging::message(&format!("can't start a thread for a client: {e}"));
+            let mut b = self.shared.lock();
+            b.counters.refuse(crate::state::Refusal::Thread);
         }
     }
 
     fn control(&mut self, fd: OwnedFd, peer: PeerAddr) {
-        if CONTROL_ACTIVE.fetch_add(1, Ordering::AcqRel) >= MAX_CONTROL_CLIENTS {
-            CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
-            return;
-        }
         let shared = Arc::clone(&self.shared);
-        let spawned = std::thread::Builder::new()
-            .name("pen-control".into())
-            .stack_size(256 * 1024)
-            .spawn(move || {
-                control::serve_control_port(&shared, fd, &peer);
-                CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
-            });
-        if spawned.is_err() {
-            CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
-        }
+        spawn_handler(&CONTROL_ACTIVE, "pen-control", move || {
+            control::serve_control_port(&shared, fd, &peer);
+        });
+    }
+
+    fn metrics(&mut self, fd: OwnedFd, peer: PeerAddr) {
+        let shared = Arc::clone(&self.shared);
+        spawn_handler(&METRICS_ACTIVE, "pen-metrics", move || {
+            control::serve_metrics(&shared, fd, &peer);
+        });
     }
 
     fn hangup(&mut self) {

@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::relay::YieldGuard;
@@ -38,6 +38,10 @@ pub struct ProcessInfo {
     pub log_target: Option<String>,
     /// HTML status file (`-w`, `web_stats`).
     pub web_stats: Option<PathBuf>,
+    /// The metrics endpoint's address as given (`metrics_listen`).
+    pub metrics_listen: Option<String>,
+    /// When the process started (UNIX time, `pen_start_time_seconds`).
+    pub started_at: i64,
 }
 
 /// Requests from other threads to the acceptor.
@@ -45,6 +49,12 @@ pub struct ProcessInfo {
 pub enum AcceptorRequest {
     /// Replace the listening socket(s) (`listen ADDR` at run time).
     Listen(Vec<OwnedFd>),
+    /// Serve the metrics endpoint on this socket, or close it
+    /// (`metrics_listen`).
+    Metrics(Option<OwnedFd>),
+    /// `drain [SECONDS]`: stop taking clients, exit once the live ones end
+    /// (or after SECONDS, `drain_timeout` when `None`).
+    Drain(Option<u64>),
     /// `exit` (with `-X`).
     Exit,
 }
@@ -60,6 +70,13 @@ pub struct Shared {
     /// Whether the pairs' threads yield: shared, so that slow yields seen
     /// by any pair pause yielding in all of them.
     pub yield_guard: YieldGuard,
+    /// Clients accepted (`pen_clients_accepted_total`): counted by the
+    /// acceptor and the UDP relay, without the lock.
+    pub accepted: AtomicU64,
+    /// Set once a drain began (SIGQUIT, `drain`): no new clients.
+    pub draining: AtomicBool,
+    /// Datagrams of clients without a session dropped while draining.
+    pub udp_dropped: AtomicU64,
     requests: Mutex<Vec<AcceptorRequest>>,
     /// Shared with `admission` and the signal handler, which wake the
     /// acceptor through it.
@@ -94,6 +111,9 @@ impl Shared {
             pool,
             admission: Arc::new(admission),
             yield_guard: YieldGuard::new(),
+            accepted: AtomicU64::new(0),
+            draining: AtomicBool::new(false),
+            udp_dropped: AtomicU64::new(0),
             requests: Mutex::new(Vec::new()),
             wake_write,
             wake_read,
@@ -155,6 +175,11 @@ impl Shared {
 
     pub fn take_requests(&self) -> Vec<AcceptorRequest> {
         std::mem::take(&mut *self.requests.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether a drain began.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// Whether clients talk TLS to this pen (`-E`): the scheme the

@@ -26,7 +26,7 @@ use crate::addr::{canonical_ip, Host};
 use crate::state::clients::ClientKey;
 use crate::state::connections::Pair;
 use crate::state::servers::{Backend, Target};
-use crate::state::Balancer;
+use crate::state::{Balancer, Refusal};
 use crate::sys::socket::PeerAddr;
 
 /// Why a server was not acceptable for a client.
@@ -395,6 +395,10 @@ pub struct Attempt {
     /// Servers visited by the failover walk so far.
     walked: usize,
     emergency_tried: bool,
+    /// `client_acl` denied the client.
+    denied: bool,
+    /// A server was passed over for being at its limit.
+    saw_full: bool,
     /// Consistent hashing: the client's hash state; the failover walk then
     /// follows the client's ranking instead of the index order.
     ranking: Option<u64>,
@@ -420,6 +424,8 @@ impl Attempt {
             current: initial,
             walked: 0,
             emergency_tried: false,
+            denied: choice == Initial::Denied,
+            saw_full: false,
             ranking,
         };
         // Denied by client_acl without abuse server: closed (doc/pen-0.34.1.md,
@@ -436,7 +442,8 @@ impl Attempt {
     }
 
     fn accept(&mut self, b: &mut Balancer, t: Target, now: i64) -> bool {
-        if admits(b, t, self.client, now).is_err() {
+        if let Err(why) = admits(b, t, self.client, now) {
+            self.saw_full |= why == Reject::Full;
             return false;
         }
         self.current = t;
@@ -495,6 +502,17 @@ impl Attempt {
             }
         }
         None
+    }
+
+    /// Why the client is refused once no server is left for it.
+    pub fn refusal(&self) -> Refusal {
+        if self.denied {
+            Refusal::Acl
+        } else if self.saw_full {
+            Refusal::Limit
+        } else {
+            Refusal::NoServer
+        }
     }
 
     /// The server currently being tried.

@@ -57,6 +57,9 @@ pub struct Settings {
     pub control_acl: usize,
     /// Seconds of silence after which a pair is closed (0 = never).
     pub idle_timeout: u64,
+    /// Seconds a drain (SIGQUIT, `drain`) waits for live pairs and UDP
+    /// sessions before pen exits anyway.
+    pub drain_timeout: u64,
     /// Maximum upstream connects in progress at once.
     pub pending_max: usize,
     pub fastclose: FastClose,
@@ -129,6 +132,7 @@ impl Default for Settings {
             client_acl: 0,
             control_acl: 0,
             idle_timeout: 0,
+            drain_timeout: 30,
             pending_max: 100,
             fastclose: FastClose::Off,
             source: None,

@@ -366,6 +366,14 @@ impl Relay<'_> {
         let now = Instant::now();
         let key = match self.sessions.find(&peer) {
             Some(k) => k,
+            // A drain takes no new clients; the listener stays open only
+            // for the existing sessions' replies.
+            None if self.shared.draining() => {
+                self.shared
+                    .udp_dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return;
+            }
             None => match self.open(peer, local, now) {
                 Some(k) => k,
                 None => return,
@@ -425,6 +433,9 @@ impl Relay<'_> {
             self.close(victim, SessionEnd::Evicted);
         }
         let client = PeerAddr::Inet(peer);
+        self.shared
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some(admitted) = upstream::admit(
             self.shared.balancer(),
             &client,

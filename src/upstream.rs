@@ -17,7 +17,7 @@ use crate::addr::Host;
 use crate::selection::{self, Attempt};
 use crate::state::connections::{state, Pair, PairCounters};
 use crate::state::servers::Target;
-use crate::state::Balancer;
+use crate::state::{Balancer, Refusal};
 use crate::sys;
 use crate::sys::pipe;
 use crate::sys::socket::{self, ConnectOptions, PeerAddr};
@@ -79,6 +79,11 @@ impl Admission {
     /// The `-x`/`conn_max` limit (UDP mode bounds its sessions by it).
     pub fn conn_max(&self) -> usize {
         self.conn_max.load(Ordering::Relaxed)
+    }
+
+    /// Permits held: pairs from before their accept until they end.
+    pub fn active(&self) -> usize {
+        self.active.load(ORDER)
     }
 
     /// Whether a permit would be given now.
@@ -285,7 +290,13 @@ pub fn admit<'a>(
     let pair = Arc::new(Pair::new(client));
     let mut b = lock(balancer);
     // On `None` the guard goes first, so the client closes outside the lock.
-    let a = selection::admit(&mut b, peer, client_fd, &pair, now)?;
+    let Some(a) = selection::admit(&mut b, peer, client_fd, &pair, now) else {
+        b.counters.refuse(Refusal::Limit);
+        return None;
+    };
+    if a.target.is_none() {
+        b.counters.refuse(a.attempt.refusal());
+    }
     let lease = Lease {
         balancer,
         conn: a.conn,
@@ -449,7 +460,12 @@ pub fn connect_with_failover<R>(
                 lease.connected(&mut b, d.target, socket);
                 return Some(connected(&b, d.target));
             }
-            Err(e) => dial = lease.fail_over(&mut b, attempt, d.target, &e, now),
+            Err(e) => {
+                dial = lease.fail_over(&mut b, attempt, d.target, &e, now);
+                if dial.is_none() {
+                    b.counters.refuse(attempt.refusal());
+                }
+            }
         }
     }
     None

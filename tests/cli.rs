@@ -110,9 +110,19 @@ fn help_and_version() {
     assert_eq!(code, Some(0));
     assert!(out.starts_with("usage:"));
     assert!(out.contains("-x N      max number of simultaneous connections [500]"));
+    assert!(out.contains("-f\tstay in foreground\n"));
+    // The default build says that its TLS options need a TLS build.
+    let tls_note = out.contains("need a TLS build");
+    assert_eq!(tls_note, !cfg!(feature = "tls"), "{out}");
     let (code, out, _) = run_pen(&["--version"]);
     assert_eq!(code, Some(0));
     assert!(out.starts_with("pen 0.34.1"));
+    let features = out.lines().nth(1).unwrap_or_default();
+    if cfg!(feature = "tls") {
+        assert_eq!(features, "features: tls");
+    } else {
+        assert!(features.starts_with("features: none"), "{out}");
+    }
 }
 
 #[test]
@@ -154,4 +164,33 @@ fn service_names_resolve() {
     ]);
     assert_eq!(code, Some(1));
     assert!(out.contains("0 addr 127.0.0.1 port 25 "), "{out}");
+}
+
+#[test]
+fn no_backends_warns() {
+    let port = free_port();
+    let pen = Pen::start(port, &[&format!("127.0.0.1:{port}")]);
+    let err = pen.wait_stderr("no backend servers", DEADLINE);
+    assert!(err.contains("warning: "), "{err}");
+    // With a -F file, servers may come from it on a HUP: no warning.
+    let dir = TempDir::new("nobackends");
+    let cfg = dir.file("pen.cfg", "# no servers yet\n");
+    let (port, cport) = (free_port(), free_port());
+    let pen = Pen::start(
+        port,
+        &[
+            "-u",
+            "root",
+            "-C",
+            &format!("127.0.0.1:{cport}"),
+            "-F",
+            cfg.to_str().unwrap(),
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    // The warning would come before the acceptor runs, so a served control
+    // command proves it was not printed.
+    wait_for_port(cport);
+    assert_eq!(ctl(cport, "servers"), "");
+    assert!(!pen.stderr().contains("no backend servers"));
 }

@@ -358,9 +358,26 @@ fn penctl_behaviour() {
         String::from_utf8_lossy(&out.stdout),
         "do_cmd: ignoring command starting with 'bogus'\n"
     );
+    // A refused command: the reply as usual, and exit status 1.
+    let out = run(PENCTL, &[&target, "server", "1", "max", "abc"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("error: "));
+    // Targets without a port say what was expected.
     let out = run(PENCTL, &["127.0.0.1", "mode"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no port given"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("expected host:port or /path/to/socket"),
+        "{err}"
+    );
+    let out = run(PENCTL, &["10080", "mode"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("write 127.0.0.1:10080"), "{err}");
+    let out = run(PENCTL, &["servers", &target]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("penctl {target} servers")), "{err}");
     let dead = refused_port();
     let out = run(PENCTL, &[&format!("127.0.0.1:{dead}"), "mode"]);
     assert_eq!(out.status.code(), Some(1));

@@ -18,6 +18,20 @@ fn daemon_with_pid_file_stops_on_term() {
         &b.spec(),
     ]);
     assert_eq!(code, Some(0), "{err}");
+    // Without a system logger (as in many containers) the daemon says so
+    // once, before detaching.
+    let syslog = std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect("/dev/log"))
+        .is_ok();
+    assert_eq!(
+        err.contains("no system logger at /dev/log"),
+        !syslog,
+        "{err}"
+    );
+    if !syslog {
+        assert!(err.contains("-f") && err.contains("-w") && err.contains("metrics"));
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
     let text = std::fs::read_to_string(&pidf).unwrap();
     assert!(!text.ends_with('\n'), "pid file has no newline, as pen");
     let pid: u32 = text.trim().parse().unwrap();

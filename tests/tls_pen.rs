@@ -99,6 +99,25 @@ fn combined_pem_file_is_enough() {
 }
 
 #[test]
+fn certificate_without_key_says_so_and_suggests_k() {
+    let dir = pki("nokey");
+    let cert = dir.arg("server.crt");
+    let port = free_port().to_string();
+    let (code, _out, err) = run_pen(&["-f", "-E", &cert, &port, "127.0.0.1:80"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains(&format!("there is no private key in {cert}")),
+        "{err}"
+    );
+    assert!(err.contains("-K"), "{err}");
+    assert!(!err.contains("decoder"), "{err}");
+    // A -K file without a key: named, without the -K hint.
+    let (code, _out, err) = run_pen(&["-f", "-E", &cert, "-K", &cert, &port, "127.0.0.1:80"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("there is no private key in"), "{err}");
+}
+
+#[test]
 fn one_megabyte_each_way_arrives_intact_and_is_counted() {
     const SIZE: usize = 1 << 20;
     let dir = pki("bulk");

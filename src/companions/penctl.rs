@@ -3,11 +3,13 @@
 //!
 //! As pen's penctl: TARGET is `host:port` (split at the last colon, so
 //! `::1:10080` works) or a Unix socket path (contains `/`); the words are
-//! joined with single spaces and a newline; exit status 0 once the exchange
-//! completed, whatever pen answered. Differences: a usage error exits 2
-//! (pen's penctl printed the usage and exited 0), and waiting is bounded:
-//! connecting gives up after 10 s and an unanswered command after 30 s,
-//! with a message saying the balancer could not be reached.
+//! joined with single spaces and a newline. Differences: a reply that starts
+//! with `error: ` (a command pen refused) exits 1 so that scripts can tell
+//! (pen's penctl exited 0 whatever pen answered); a usage error exits 2
+//! (pen's penctl printed the usage and exited 0); a TARGET without a port
+//! says what was expected; and waiting is bounded: connecting gives up
+//! after 10 s and an unanswered command after 30 s, with a message saying
+//! the balancer could not be reached.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -33,6 +35,27 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 trait Channel: Read + Write {}
 impl Channel for TcpStream {}
 impl Channel for UnixStream {}
+
+/// Why `target` is not a control address, saying what was expected.
+fn not_a_target(target: &str, words: &[String]) -> String {
+    let expected = "expected host:port or /path/to/socket first";
+    if target.parse::<u16>().is_ok() {
+        return format!(
+            "'{target}' is not a control address: {expected} (for port {target} on this machine write 127.0.0.1:{target})"
+        );
+    }
+    if let Some(t) = words.iter().find(|w| w.contains(':') || w.contains('/')) {
+        return format!(
+            "'{target}' is not a control address: {expected}, then the command (penctl {t} {target} ...)"
+        );
+    }
+    format!("'{target}' is not a control address: {expected}")
+}
+
+/// Whether pen refused the command: its error replies start so.
+fn is_error_reply(reply: &[u8]) -> bool {
+    reply.starts_with(b"error: ")
+}
 
 fn connect(target: &str) -> Result<Box<dyn Channel>, String> {
     if target.contains('/') {
@@ -87,6 +110,10 @@ pub fn run(args: Vec<OsString>) -> i32 {
         eprintln!("penctl: Overlong argument list");
         return EXIT_FAILURE;
     }
+    if !m.free[0].contains(['/', ':']) {
+        eprintln!("penctl: {}", not_a_target(&m.free[0], &m.free[1..]));
+        return EXIT_FAILURE;
+    }
     let mut chan = match connect(&m.free[0]) {
         Ok(c) => c,
         Err(e) => {
@@ -108,5 +135,9 @@ pub fn run(args: Vec<OsString>) -> i32 {
         eprintln!("penctl: error writing to stdout");
         return EXIT_FAILURE;
     }
-    EXIT_OK
+    if is_error_reply(&reply) {
+        EXIT_FAILURE
+    } else {
+        EXIT_OK
+    }
 }

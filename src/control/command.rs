@@ -63,6 +63,13 @@ pub enum Command {
     NoSource,
     Idlers,
     TarpitAcl,
+    /// The metrics in Prometheus' text format.
+    Metrics,
+    /// `metrics_listen [HOST:]PORT`; `None` queries it.
+    MetricsListen(Option<String>),
+    NoMetricsListen,
+    /// `drain [SECONDS]`.
+    Drain(Option<u64>),
     /// Event back-end choice: `poll` (what we always use).
     Poll,
     /// `geoip_db PATH` loads a database; without PATH, lists those in use.
@@ -296,6 +303,13 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         "log" => Command::Log(arg.map(String::from)),
         "web_stats" => Command::WebStats(arg.map(String::from)),
         "status" => Command::Status,
+        "metrics" => Command::Metrics,
+        "drain" => Command::Drain(
+            arg.map(|a| int_in(first, a, 0, i32::MAX as i64))
+                .transpose()?
+                .map(|n| n as u64),
+        ),
+        "metrics_listen" => Command::MetricsListen(arg.map(String::from)),
         "close" => Command::Close(int(first, need("connection number")?)?),
         "exit" => Command::Exit,
         "include" => Command::Include(PathBuf::from(need("file name")?)),
@@ -404,6 +418,7 @@ fn parse_no(w: &[&str]) -> Result<Option<Command>, CommandError> {
         "geoip_db" => Command::NoGeoipDb,
         "send_proxy" => Command::SendProxy(Some(None)),
         "accept_proxy" => Command::AcceptProxy(Some(AcceptProxy::Off)),
+        "metrics_listen" => Command::NoMetricsListen,
         "acl" => {
             let n = w
                 .get(1)

@@ -223,6 +223,10 @@ pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
             o.push_str(&format!("geoip_db {}\n", l.path.display()));
         }
     }
+    // New commands, only when set, so that the file stays pen's otherwise.
+    if let Some(m) = &info.metrics_listen {
+        o.push_str(&format!("metrics_listen {m}\n"));
+    }
     o
 }
 

@@ -9,18 +9,21 @@
 //!   in only when every command succeeded, side effects included;
 //! * `queries`: the replies that report state (`servers`, `recent`, ...);
 //! * `config`: `-F` files and `write`;
-//! * `port`: the control-port protocol.
+//! * `port`: the control-port protocol;
+//! * `scrape`: the metrics endpoint's HTTP (`metrics_listen`).
 
 mod command;
 pub mod config;
 mod port;
 mod queries;
+mod scrape;
 pub(crate) mod settings;
 mod transaction;
 
 pub use command::{first_line, parse, words, Command, CommandError, ServerSetting};
 pub use port::serve as serve_control_port;
 pub use queries::servers_reply;
+pub use scrape::serve as serve_metrics;
 pub use settings::{Flag, Number};
 pub use transaction::apply_setting;
 

@@ -20,16 +20,9 @@ const UNTERMINATED_COMMAND_QUIET: Duration = Duration::from_millis(100);
 /// close (doc/pen-0.34.1.md, "Control connections"). A silent or slow client
 /// only ties up this thread, never the acceptor or the pairs.
 pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
-    if let Some(ip) = peer.ip() {
-        let b = shared.lock();
-        let permitted = b
-            .acls
-            .get(b.settings.control_acl)
-            .is_none_or(|a| a.permits(Some(ip), &b.geoip));
-        if !permitted {
-            logging::debug(1, || "do_ctrl: not from there".into());
-            return;
-        }
+    if !permitted(shared, peer) {
+        logging::debug(1, || "do_ctrl: not from there".into());
+        return;
     }
     let deadline = Instant::now() + CONTROL_TIMEOUT;
     let mut buf = Vec::with_capacity(256);
@@ -66,9 +59,24 @@ pub fn serve(shared: &Shared, fd: OwnedFd, peer: &PeerAddr) {
     buf.truncate(4095);
     let line = String::from_utf8_lossy(&buf);
     let reply = super::run_line(shared, &line, Origin::ControlPort);
-    let mut rest = reply.as_bytes();
+    write_all(&fd, reply.as_bytes(), deadline + CONTROL_TIMEOUT);
+}
+
+/// Whether `control_acl` lets `peer` in (a Unix-socket peer always).
+pub(super) fn permitted(shared: &Shared, peer: &PeerAddr) -> bool {
+    let Some(ip) = peer.ip() else { return true };
+    let b = shared.lock();
+    b.acls
+        .get(b.settings.control_acl)
+        .is_none_or(|a| a.permits(Some(ip), &b.geoip))
+}
+
+/// Writes `bytes` to the non-blocking `fd` until done, an error, or
+/// `deadline`.
+pub(super) fn write_all(fd: &OwnedFd, bytes: &[u8], deadline: Instant) {
+    let mut rest = bytes;
     while !rest.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(5);
+        let left = deadline.saturating_duration_since(Instant::now());
         match sys::socket::write(fd.as_fd(), rest) {
             Ok(n) => rest = &rest[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

@@ -19,16 +19,29 @@ pub(super) fn answer(shared: &Shared, cmd: &Command) -> Option<String> {
         Command::Recent(secs) => recent_reply(&shared.lock(), *secs, now),
         Command::Connection(n) => connection_reply(&shared.lock(), *n),
         Command::Socket(n) => socket_reply(&shared.lock(), *n),
-        Command::Mode => mode_line(&shared.lock().settings),
+        Command::Mode => mode_reply(mode_line(&shared.lock().settings), shared),
         Command::Number(n, None) => {
             let row = n.row();
             (row.reply)((row.get)(&shared.lock()))
         }
-        Command::Pid | Command::Control | Command::Listen(None) | Command::Log(None) => {
-            info_reply(&shared.info(), cmd)?
-        }
+        Command::Pid
+        | Command::Control
+        | Command::Listen(None)
+        | Command::Log(None)
+        | Command::MetricsListen(None) => info_reply(&shared.info(), cmd)?,
+        Command::Metrics => crate::metrics::render(shared),
         _ => return None,
     })
+}
+
+/// The `mode` reply: pen's line, plus the word `draining` during a drain
+/// (not in pen 0.34.1).
+pub(super) fn mode_reply(line: String, shared: &Shared) -> String {
+    if shared.draining() {
+        format!("{} draining\n", line.trim_end())
+    } else {
+        line
+    }
 }
 
 /// Replies that come from the process facts; `None` for other commands.
@@ -39,6 +52,7 @@ pub(super) fn info_reply(info: &ProcessInfo, cmd: &Command) -> Option<String> {
         Command::Control => line(&info.control),
         Command::Listen(None) => line(&info.listen),
         Command::Log(None) => line(&info.log_target),
+        Command::MetricsListen(None) => line(&info.metrics_listen),
         _ => return None,
     })
 }

@@ -216,6 +216,14 @@ pub static NUMBERS: &[NumberRow] = &[
         )
     },
     number!(
+        "drain_timeout",
+        0,
+        INT_MAX,
+        |b| b.settings.drain_timeout as i64,
+        |b, v| b.settings.drain_timeout = v as u64,
+        Save::WhenChanged
+    ),
+    number!(
         "multi_accept",
         1,
         INT_MAX,

@@ -258,6 +258,51 @@ fn relay_yield_is_a_flag_that_write_saves_only_when_off() {
 }
 
 #[test]
+fn operations_commands_parse() {
+    assert_eq!(parse("metrics").unwrap(), Some(Command::Metrics));
+    assert_eq!(
+        parse("metrics_listen 127.0.0.1:9464").unwrap(),
+        Some(Command::MetricsListen(Some("127.0.0.1:9464".into())))
+    );
+    assert_eq!(
+        parse("metrics_listen").unwrap(),
+        Some(Command::MetricsListen(None))
+    );
+    assert_eq!(
+        parse("no metrics_listen").unwrap(),
+        Some(Command::NoMetricsListen)
+    );
+    assert_eq!(parse("drain").unwrap(), Some(Command::Drain(None)));
+    assert_eq!(parse("drain 5").unwrap(), Some(Command::Drain(Some(5))));
+    assert!(parse("drain x")
+        .unwrap_err()
+        .reply()
+        .starts_with("error: drain"));
+    assert!(parse("drain -1").is_err());
+    let mut b = Balancer::default();
+    assert_eq!(run(&mut b, "drain_timeout"), "30\n");
+    assert_eq!(run(&mut b, "drain_timeout 5"), "5\n");
+    assert_eq!(b.settings.drain_timeout, 5);
+}
+
+#[test]
+fn a_repointed_slot_counts_afresh_for_the_metrics() {
+    let mut b = Balancer::default();
+    run(&mut b, "server 0 address 127.0.0.1 port 80");
+    b.servers.backends[0].sent = 100;
+    b.servers.backends[0].received = 200;
+    b.servers.backends[0].metrics.connections = 3;
+    // The same address again (a reload): nothing changes.
+    run(&mut b, "server 0 address 127.0.0.1 port 80 weight 2");
+    assert_eq!(b.servers.backends[0].metrics.connections, 3);
+    assert_eq!(b.servers.backends[0].metrics.sent_base, 0);
+    // Another port: a new label set from zero.
+    run(&mut b, "server 0 port 81");
+    let m = &b.servers.backends[0].metrics;
+    assert_eq!((m.connections, m.sent_base, m.received_base), (0, 100, 200));
+}
+
+#[test]
 fn health_check_settings() {
     let mut b = Balancer::default();
     assert_eq!(run(&mut b, "health_check"), "0\n");

@@ -23,7 +23,7 @@ use crate::logging;
 use crate::request_log;
 use crate::runtime::{AcceptorRequest, ProcessInfo, Shared};
 use crate::settings::{AcceptProxy, Settings};
-use crate::state::servers::{Health, Target};
+use crate::state::servers::{Health, SlotMetrics, Target};
 use crate::state::Balancer;
 
 /// Maximum `include` nesting (a file including itself would loop forever).
@@ -39,12 +39,16 @@ enum Effect {
     RequestLog(Option<request_log::Sink>),
     /// Replace the listening socket(s).
     Listen(Vec<OwnedFd>),
+    /// Serve the metrics endpoint on this socket, or close it.
+    Metrics(Option<OwnedFd>),
     /// Change a process fact (`listen`, `log`, `web_stats` names).
     Info(InfoChange),
     /// `close N`.
     Close(usize),
     /// `exit`.
     Exit,
+    /// `drain [SECONDS]`.
+    Drain(Option<u64>),
     /// Move a `write` file, complete beside its target, into place.
     Rename(PendingFile),
     /// Write the status page to the `-w` file.
@@ -60,6 +64,7 @@ enum InfoChange {
     Listen { spec: String, from_command: bool },
     LogTarget(Option<String>),
     WebStats(Option<PathBuf>),
+    MetricsListen(Option<String>),
 }
 
 impl InfoChange {
@@ -71,6 +76,7 @@ impl InfoChange {
             }
             InfoChange::LogTarget(t) => info.log_target = t.clone(),
             InfoChange::WebStats(p) => info.web_stats = p.clone(),
+            InfoChange::MetricsListen(spec) => info.metrics_listen = spec.clone(),
         }
     }
 }
@@ -140,6 +146,7 @@ impl<'a> Transaction<'a> {
         }
         let b = &self.staged;
         Ok(match cmd {
+            Command::Mode => queries::mode_reply(self.setting(cmd), self.shared),
             Command::Flag(..)
             | Command::Number(..)
             | Command::ConsistentHash
@@ -148,7 +155,6 @@ impl<'a> Transaction<'a> {
             | Command::FastClose(_)
             | Command::SendProxy(None)
             | Command::AcceptProxy(None)
-            | Command::Mode
             | Command::Server(..)
             | Command::Acl(..)
             | Command::NoAcl(_)
@@ -157,7 +163,11 @@ impl<'a> Transaction<'a> {
             | Command::Idlers
             | Command::TarpitAcl
             | Command::Poll => self.setting(cmd),
-            Command::Pid | Command::Control | Command::Listen(None) | Command::Log(None) => {
+            Command::Pid
+            | Command::Control
+            | Command::Listen(None)
+            | Command::Log(None)
+            | Command::MetricsListen(None) => {
                 queries::info_reply(&self.info, cmd).unwrap_or_default()
             }
             Command::SendProxy(Some(v)) => {
@@ -171,6 +181,23 @@ impl<'a> Transaction<'a> {
                     return Err(invalid(UDP_PROXY));
                 }
                 self.setting(cmd)
+            }
+            Command::Metrics => crate::metrics::render(self.shared),
+            Command::Drain(secs) => {
+                if self.origin != Origin::ControlPort {
+                    return Err(invalid("drain: only on the control port (or send SIGQUIT)"));
+                }
+                self.effects.push(Effect::Drain(*secs));
+                let secs = secs.unwrap_or(b.settings.drain_timeout);
+                format!("draining: exit when the last connection ends, or in {secs} s\n")
+            }
+            Command::MetricsListen(Some(spec)) => self.metrics_listen(spec)?,
+            Command::NoMetricsListen => {
+                if self.info.metrics_listen.is_some() {
+                    self.effects.push(Effect::Metrics(None));
+                    self.change_info(InfoChange::MetricsListen(None));
+                }
+                String::new()
             }
             Command::Servers => queries::servers_reply(b),
             Command::Health => queries::health_reply(b, self.now),
@@ -301,6 +328,11 @@ impl<'a> Transaction<'a> {
         let addr: ListenAddr =
             addr::parse_listen(spec, proto).map_err(|e| invalid(format!("listen: {e}")))?;
         if self.origin != Origin::Startup {
+            if self.shared.draining() {
+                return Err(invalid(
+                    "listen: pen is draining; its listeners stay closed",
+                ));
+            }
             if udp {
                 return Err(invalid(
                     "listen: changing the UDP listener at run time is not supported; restart pen",
@@ -315,6 +347,27 @@ impl<'a> Transaction<'a> {
             spec: spec.to_string(),
             from_command: self.origin == Origin::Startup,
         });
+        Ok(format!("{spec}\n"))
+    }
+
+    /// `metrics_listen [HOST:]PORT`: the endpoint is bound now (at start-up
+    /// too, before privileges are dropped) and served from the commit on.
+    /// The address it already serves is kept as it is, so that a reload
+    /// of the same file does not try to bind it twice.
+    fn metrics_listen(&mut self, spec: &str) -> Result<String, CommandError> {
+        let addr = addr::parse_listen(spec, Proto::Tcp)
+            .map_err(|e| invalid(format!("metrics_listen: {e}")))?;
+        if self.info.metrics_listen.as_deref() != Some(spec) {
+            let backlog = self.staged.settings.listen_queue;
+            let fd = listeners::open(&addr, false, backlog).map_err(|e| {
+                invalid(format!(
+                    "metrics_listen: {}",
+                    listeners::bind_error(spec, &e)
+                ))
+            })?;
+            self.effects.push(Effect::Metrics(Some(fd)));
+            self.change_info(InfoChange::MetricsListen(Some(spec.to_string())));
+        }
         Ok(format!("{spec}\n"))
     }
 
@@ -417,9 +470,11 @@ impl<'a> Transaction<'a> {
             match effect {
                 Effect::RequestLog(sink) => request_log::install(sink),
                 Effect::Listen(fds) => shared.request(AcceptorRequest::Listen(fds)),
+                Effect::Metrics(fd) => shared.request(AcceptorRequest::Metrics(fd)),
                 Effect::Info(change) => change.apply(&mut shared.info()),
                 Effect::Close(n) => close_connection(shared, n),
                 Effect::Exit => shared.request(AcceptorRequest::Exit),
+                Effect::Drain(secs) => shared.request(AcceptorRequest::Drain(secs)),
                 Effect::Rename(file) => file.move_into_place(),
                 Effect::GeoIp(loaded) => shared.lock().geoip.install(loaded),
                 Effect::NoGeoIp => shared.lock().geoip.clear(),
@@ -478,7 +533,8 @@ fn probe_text(s: &mut Settings, kind: ProbeText) -> &mut Option<String> {
 
 /// Applies `server N ...` settings to the table.
 fn apply_server(b: &mut Balancer, n: usize, settings: &[ServerSetting], now: i64) {
-    b.servers.ensure_slot(n);
+    let slot = b.servers.ensure_slot(n);
+    let was = (slot.host.clone(), slot.port);
     for s in settings {
         let t = Target::Backend(n);
         if let ServerSetting::Blacklist(secs) = s {
@@ -508,6 +564,19 @@ fn apply_server(b: &mut Balancer, n: usize, settings: &[ServerSetting], now: i64
             ServerSetting::Prio(p) => slot.prio = *p,
             ServerSetting::Blacklist(_) => {}
         }
+    }
+    // A slot given another address is another server to the metrics: it
+    // starts a new label set, counting from zero.
+    let slot = &b.servers.backends[n];
+    if (&slot.host, slot.port) != (&was.0, was.1) {
+        let live = crate::stats::live_by_server(b)[n];
+        let slot = &mut b.servers.backends[n];
+        let (sent, received) = crate::metrics::slot_totals(slot, live);
+        slot.metrics = SlotMetrics {
+            sent_base: sent,
+            received_base: received,
+            ..SlotMetrics::default()
+        };
     }
 }
 
@@ -610,6 +679,10 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
         | Command::Exit
         | Command::Include(_)
         | Command::Write(_)
+        | Command::Metrics
+        | Command::Drain(_)
+        | Command::MetricsListen(_)
+        | Command::NoMetricsListen
         | Command::Tls(..)
         | Command::GeoipDb(_)
         | Command::NoGeoipDb

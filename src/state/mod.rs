@@ -46,6 +46,59 @@ pub struct Balancer {
     /// Clients closed by `accept_proxy`: no valid PROXY header in time, or
     /// not permitted to send one.
     pub proxy_refused: u64,
+    /// Process-wide counters for the metrics; they live in the running
+    /// state, so reloads keep them.
+    pub counters: Counters,
+}
+
+/// Why a client was refused (`pen_clients_refused_total`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `client_acl` denied it.
+    Acl,
+    /// A limit: the connection table, or every server it could use at its
+    /// `max`/`hard` limit.
+    Limit,
+    /// No server would take it (none configured, all blacklisted or failed).
+    NoServer,
+    /// No thread could be started for it.
+    Thread,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 4] = [
+        Refusal::Acl,
+        Refusal::Limit,
+        Refusal::NoServer,
+        Refusal::Thread,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Acl => "acl",
+            Refusal::Limit => "limit",
+            Refusal::NoServer => "no_server",
+            Refusal::Thread => "thread",
+        }
+    }
+}
+
+/// Counters that only grow, counted under the lock where the events happen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Refused clients, by [`Refusal`] in [`Refusal::ALL`] order.
+    pub refused: [u64; 4],
+}
+
+impl Counters {
+    pub fn refuse(&mut self, why: Refusal) {
+        self.refused[why as usize] += 1;
+    }
+
+    pub fn refused(&self, why: Refusal) -> u64 {
+        self.refused[why as usize]
+    }
 }
 
 impl Default for Balancer {
@@ -61,6 +114,7 @@ impl Default for Balancer {
             current: Target::Backend(0),
             running: false,
             proxy_refused: 0,
+            counters: Counters::default(),
         }
     }
 }
@@ -93,6 +147,7 @@ impl Balancer {
     pub fn mark_connected(&mut self, conn_id: usize, t: Target, server_fd: RawFd) {
         if let Some(s) = self.servers.get_mut(t) {
             s.conns += 1;
+            s.metrics.connections += 1;
         }
         if let Some(c) = self.conns.get_mut(conn_id) {
             c.state = state::CONNECTED;
@@ -129,6 +184,9 @@ impl Balancer {
             "connect failure"
         };
         self.blacklist(t, now);
+        if let Some(s) = self.servers.get_mut(t) {
+            s.metrics.connect_failures += 1;
+        }
         crate::logging::message(&format!(
             "blacklisting server {} because of {why}",
             t.code()

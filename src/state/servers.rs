@@ -132,6 +132,23 @@ pub struct Backend {
     pub received: u64,
     /// Active health checks' view of it (ignored while they are off).
     pub health: Health,
+    /// The slot's counters for the metrics, since it got its address.
+    pub metrics: SlotMetrics,
+}
+
+/// What the metrics count for one server slot (`metrics`, man/penctl.1).
+/// They only grow; a slot given another address starts afresh, as a new
+/// label set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlotMetrics {
+    /// Upstream connections made.
+    pub connections: u64,
+    /// Connects that failed (refused, timed out).
+    pub connect_failures: u64,
+    /// The slot's byte totals (`sent`, `received` plus live pairs) when it
+    /// got its address; the metrics count from there.
+    pub sent_base: u64,
+    pub received_base: u64,
 }
 
 impl Backend {
@@ -150,6 +167,7 @@ impl Backend {
             sent: 0,
             received: 0,
             health: Health::default(),
+            metrics: SlotMetrics::default(),
         }
     }
 

@@ -23,10 +23,18 @@ pub enum Signal {
     Usr1,
     Term,
     Int,
+    /// Graceful drain (not in pen 0.34.1).
+    Quit,
 }
 
 impl Signal {
-    const ALL: [Signal; 4] = [Signal::Hup, Signal::Usr1, Signal::Term, Signal::Int];
+    const ALL: [Signal; 5] = [
+        Signal::Hup,
+        Signal::Usr1,
+        Signal::Term,
+        Signal::Int,
+        Signal::Quit,
+    ];
 
     fn number(self) -> libc::c_int {
         match self {
@@ -34,6 +42,7 @@ impl Signal {
             Signal::Usr1 => libc::SIGUSR1,
             Signal::Term => libc::SIGTERM,
             Signal::Int => libc::SIGINT,
+            Signal::Quit => libc::SIGQUIT,
         }
     }
 

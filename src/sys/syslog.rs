@@ -56,3 +56,14 @@ pub fn send(priority: Priority, msg: &str) {
     // NUL-terminated string, so syslog reads nothing else.
     unsafe { libc::syslog(priority.raw(), c"%s".as_ptr(), c_msg.as_ptr()) };
 }
+
+/// The system logger's socket.
+pub const SOCKET: &str = "/dev/log";
+
+/// Whether a system logger listens on [`SOCKET`]; without one (as in many
+/// containers) a daemon's messages are lost.
+pub fn available() -> bool {
+    std::os::unix::net::UnixDatagram::unbound()
+        .and_then(|s| s.connect(SOCKET))
+        .is_ok()
+}

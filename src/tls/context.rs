@@ -103,6 +103,16 @@ pub(super) struct ContextFiles<'a> {
     pub(super) ca_dir: Option<&'a Path>,
 }
 
+/// Whether `path` can be read and holds no PEM private key block (any of
+/// `PRIVATE KEY`, `RSA PRIVATE KEY`, `EC PRIVATE KEY`, `ENCRYPTED PRIVATE
+/// KEY`).
+fn has_no_pem_key(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|pem| {
+        !pem.windows(b"PRIVATE KEY-----".len())
+            .any(|w| w == b"PRIVATE KEY-----")
+    })
+}
+
 /// Builds a server context from `settings` and `files`. Non-fatal problems
 /// (CA locations) are appended to `warnings`.
 pub(super) fn build_context(
@@ -217,6 +227,12 @@ pub(super) fn build_context(
                 cert: files.cert.to_path_buf(),
                 key: files.key.to_path_buf(),
                 reason,
+            }
+        } else if has_no_pem_key(files.key) {
+            // OpenSSL only says "decoder routines::unsupported" here.
+            TlsError::NoPrivateKey {
+                path: files.key.to_path_buf(),
+                in_certificate: files.key == files.cert,
             }
         } else {
             TlsError::PrivateKey {

@@ -25,6 +25,9 @@ pub enum TlsError {
     Certificate { path: PathBuf, reason: String },
     /// The private key file could not be loaded.
     PrivateKey { path: PathBuf, reason: String },
+    /// The key file (the certificate file unless `-K` names another) has
+    /// no PEM private key in it.
+    NoPrivateKey { path: PathBuf, in_certificate: bool },
     /// The private key does not belong to the certificate.
     KeyMismatch {
         cert: PathBuf,
@@ -59,6 +62,17 @@ impl fmt::Display for TlsError {
             }
             TlsError::PrivateKey { path, reason } => {
                 write!(f, "can't load private key {}: {reason}", path.display())
+            }
+            TlsError::NoPrivateKey {
+                path,
+                in_certificate: true,
+            } => write!(
+                f,
+                "there is no private key in {}: give the key's file with -K (or append the key to the certificate file)",
+                path.display()
+            ),
+            TlsError::NoPrivateKey { path, .. } => {
+                write!(f, "there is no private key in {}", path.display())
             }
             TlsError::KeyMismatch { cert, key, reason } => write!(
                 f,
