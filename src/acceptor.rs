@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::logging;
 use crate::runtime::{AcceptorRequest, Shared};
+use crate::sys;
 use crate::sys::pipe;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
@@ -34,12 +35,8 @@ pub enum Stop {
     ExitCommand,
 }
 
-fn transient(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
+/// At the descriptor limit accept fails every time the pause ends.
+static ACCEPT_PAUSED: logging::RateLimit = logging::RateLimit::per_second();
 
 /// Concurrent control connections allowed; more are closed at once.
 pub const MAX_CONTROL_CLIENTS: usize = 16;
@@ -124,8 +121,8 @@ pub fn run(
                 match socket::accept(l.as_fd()) {
                     Ok((fd, peer)) => handlers.client(permit, fd, peer),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if transient(&e) => {
-                        logging::message(&format!("accept: {e}; pausing 100 ms"));
+                    Err(e) if sys::is_local_shortage(&e) => {
+                        ACCEPT_PAUSED.message(|| format!("accept: {e}; pausing 100 ms"));
                         backoff_until = Some(Instant::now() + Duration::from_millis(100));
                         break;
                     }
@@ -138,7 +135,7 @@ pub fn run(
             if fds[1 + listeners.len()].revents() != 0 {
                 match socket::accept(c.as_fd()) {
                     Ok((fd, peer)) => handlers.control(fd, peer),
-                    Err(e) if transient(&e) => {
+                    Err(e) if sys::is_local_shortage(&e) => {
                         backoff_until = Some(Instant::now() + Duration::from_millis(100));
                     }
                     Err(_) => {}
