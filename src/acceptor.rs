@@ -5,7 +5,6 @@
 //! client's bytes, so nothing a client or a control client does can stall it.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,15 +34,6 @@ pub enum Stop {
     ExitCommand,
 }
 
-/// At the descriptor limit accept fails every time the pause ends.
-static ACCEPT_PAUSED: logging::RateLimit = logging::RateLimit::per_second();
-
-/// Concurrent control connections allowed; more are closed at once.
-pub const MAX_CONTROL_CLIENTS: usize = 16;
-
-/// Control handlers currently running.
-pub static CONTROL_ACTIVE: AtomicUsize = AtomicUsize::new(0);
-
 /// Runs until SIGTERM/SIGINT or the `exit` command.
 pub fn run(
     shared: &Arc<Shared>,
@@ -55,25 +45,44 @@ pub fn run(
     let admission = &shared.admission;
     // After EMFILE and friends, stop accepting briefly instead of spinning.
     let mut backoff_until: Option<Instant> = None;
+    // A descriptor kept for the control port: given up to accept an
+    // administrator at the descriptor limit, taken again when one is free.
+    let mut spare: Option<OwnedFd> = None;
     loop {
-        let may = admission.may_accept() && backoff_until.is_none_or(|t| Instant::now() >= t);
-        if may {
+        if spare.is_none() {
+            spare = control.as_ref().and_then(|c| c.try_clone().ok());
+        }
+        // A pause that is over is forgotten, or poll() would be asked to
+        // wait for it 0 ms, again and again, while a limit holds.
+        if backoff_until.is_some_and(|t| Instant::now() >= t) {
             backoff_until = None;
         }
+        let paused = backoff_until.is_some();
+        let may = admission.may_accept() && !paused;
         admission.set_waiting(!may);
         // Re-check after saying we wait, so a pair that finished in
         // between either wakes us or is counted here.
-        let may = may || (admission.may_accept() && backoff_until.is_none());
+        let may = may || (admission.may_accept() && !paused);
         let mut fds = Vec::with_capacity(2 + listeners.len());
         fds.push(PollFd::new(shared.wake_fd().as_fd(), poll::IN));
         for l in &listeners {
             fds.push(PollFd::new(l.as_fd(), if may { poll::IN } else { 0 }));
         }
         if let Some(c) = &control {
-            fds.push(PollFd::new(c.as_fd(), poll::IN));
+            fds.push(PollFd::new(c.as_fd(), if paused { 0 } else { poll::IN }));
         }
-        let timeout = backoff_until.map(|t| t.saturating_duration_since(Instant::now()));
-        if let Err(e) = poll::poll(&mut fds, timeout) {
+        // Wake up for the pause's end, and to say the counts of messages
+        // held back by their rate limits.
+        let timeout = [
+            backoff_until.map(|t| t.saturating_duration_since(Instant::now())),
+            logging::next_flush(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let polled = poll::poll(&mut fds, timeout);
+        logging::flush_held();
+        if let Err(e) = polled {
             logging::message(&format!("poll: {e}"));
             std::thread::sleep(Duration::from_millis(100));
             continue;
@@ -122,7 +131,8 @@ pub fn run(
                     Ok((fd, peer)) => handlers.client(permit, fd, peer),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if sys::is_local_shortage(&e) => {
-                        ACCEPT_PAUSED.message(|| format!("accept: {e}; pausing 100 ms"));
+                        logging::causes::ACCEPT_PAUSED
+                            .message(|| format!("accept: {e}; pausing 100 ms"));
                         backoff_until = Some(Instant::now() + Duration::from_millis(100));
                         break;
                     }
@@ -133,9 +143,17 @@ pub fn run(
         }
         if let Some(c) = &control {
             if fds[1 + listeners.len()].revents() != 0 {
-                match socket::accept(c.as_fd()) {
+                let mut accepted = socket::accept(c.as_fd());
+                if matches!(&accepted, Err(e) if sys::is_local_shortage(e))
+                    && spare.take().is_some()
+                {
+                    accepted = socket::accept(c.as_fd());
+                }
+                match accepted {
                     Ok((fd, peer)) => handlers.control(fd, peer),
                     Err(e) if sys::is_local_shortage(&e) => {
+                        logging::causes::ACCEPT_PAUSED
+                            .message(|| format!("accept: {e}; pausing 100 ms"));
                         backoff_until = Some(Instant::now() + Duration::from_millis(100));
                     }
                     Err(_) => {}

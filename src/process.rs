@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::acceptor::{self, Handlers, CONTROL_ACTIVE, MAX_CONTROL_CLIENTS};
+use crate::acceptor::{self, Handlers};
 use crate::addr::{self, Host, ListenAddr, Proto};
 use crate::cli::{self, CommandLine, Invocation, Step};
 use crate::control::{self, Origin};
@@ -306,6 +306,8 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     let mut handlers = Service {
         shared: Arc::clone(&shared),
         filters: Arc::new(make_filter),
+        control_clients: Arc::default(),
+        control_reserve: control.as_ref().and_then(|_| control_reserve()),
     };
     // UDP mode: one relay thread serves the UDP listener (see crate::udp);
     // the acceptor keeps only the control socket and the signals.
@@ -406,9 +408,37 @@ fn make_filter(shared: &Shared, peer: &PeerAddr, server: &Host) -> Option<Box<dy
     )))
 }
 
+/// A control connection to serve.
+type ControlJob = Box<dyn FnOnce() + Send>;
+
 struct Service {
     shared: Arc<Shared>,
     filters: Arc<FilterFactory>,
+    control_clients: Arc<control::ControlClients>,
+    /// The standing control thread, started with the control port, for
+    /// when no thread can be started for a connection.
+    control_reserve: Option<std::sync::mpsc::Sender<ControlJob>>,
+}
+
+/// Starts the standing control thread: it serves, one at a time, the
+/// connections no thread could be started for.
+fn control_reserve() -> Option<std::sync::mpsc::Sender<ControlJob>> {
+    let (tx, rx) = std::sync::mpsc::channel::<ControlJob>();
+    let spawned = std::thread::Builder::new()
+        .name("pen-control-reserve".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            for job in rx {
+                job();
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            logging::message(&format!("can't start the standing control thread: {e}"));
+            None
+        }
+    }
 }
 
 impl Handlers for Service {
@@ -421,25 +451,50 @@ impl Handlers for Service {
         if let Err(e) = self.shared.pool.dispatch(job) {
             // The job was dropped, closing the client socket and giving
             // back the permit.
-            logging::message(&format!("can't start a thread for a client: {e}"));
+            logging::causes::NO_PAIR_THREAD
+                .message(|| format!("can't start a thread for a client: {e}; client closed"));
         }
     }
 
     fn control(&mut self, fd: OwnedFd, peer: PeerAddr) {
-        if CONTROL_ACTIVE.fetch_add(1, Ordering::AcqRel) >= MAX_CONTROL_CLIENTS {
-            CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
+        let Some(conn) = self.control_clients.admit(fd) else {
+            logging::debug(1, || "control port busy: connection closed".into());
             return;
-        }
-        let shared = Arc::clone(&self.shared);
+        };
+        let (shared, clients) = (Arc::clone(&self.shared), Arc::clone(&self.control_clients));
+        let job = move || {
+            control::serve_control_port(&shared, &conn, &peer);
+            clients.leave(&conn);
+        };
+        // The job reaches the new thread through a channel, so that it is
+        // still here for the standing thread if no thread can be started.
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<ControlJob>(1);
+        let mut job = Some(Box::new(job) as ControlJob);
         let spawned = std::thread::Builder::new()
             .name("pen-control".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                control::serve_control_port(&shared, fd, &peer);
-                CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
+                if let Ok(job) = job_rx.recv() {
+                    job();
+                }
             });
-        if spawned.is_err() {
-            CONTROL_ACTIVE.fetch_sub(1, Ordering::AcqRel);
+        match spawned {
+            Ok(_) => {
+                if let Some(j) = job.take() {
+                    let _ = job_tx.send(j);
+                }
+            }
+            Err(e) => {
+                // Out of threads (the pairs took them all): the standing
+                // control thread serves the connection, so the control port
+                // still answers.
+                logging::causes::NO_CONTROL_THREAD.message(|| {
+                    format!("can't start a thread for a control connection: {e}; queued for the standing one")
+                });
+                if let (Some(reserve), Some(j)) = (&self.control_reserve, job.take()) {
+                    let _ = reserve.send(j);
+                }
+            }
         }
     }
 

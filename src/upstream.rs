@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::addr::Host;
-use crate::logging::RateLimit;
+use crate::logging;
 use crate::selection::{self, Attempt};
 use crate::state::connections::{state, Pair, PairCounters};
 use crate::state::servers::Target;
@@ -449,7 +449,7 @@ pub fn connect_with_failover<R>(
             }
             Err(e) if sys::is_local_shortage(&e) => {
                 drop(b);
-                LOCAL_SHORTAGE.message(|| {
+                logging::causes::CLIENT_REFUSED.message(|| {
                     format!(
                         "can't connect to server {}: {e}; client refused, server not blacklisted",
                         d.target.code()
@@ -462,10 +462,6 @@ pub fn connect_with_failover<R>(
     }
     None
 }
-
-/// Out of descriptors, memory or local ports, every connect fails for as
-/// long as the shortage lasts: said once a second.
-static LOCAL_SHORTAGE: RateLimit = RateLimit::per_second();
 
 #[cfg(test)]
 mod tests {

@@ -127,3 +127,193 @@ fn at_the_descriptor_limit_pen_waits_keeps_its_pairs_and_blames_no_server() {
     assert_eq!(echo_through(&c, b"again").unwrap(), b"again");
     c.shutdown(Shutdown::Write).unwrap();
 }
+
+/// pen with a control port on a free port: (pen, control port).
+fn pen_with_control(extra: &[&str], backends: &[String]) -> (Pen, u16) {
+    let cport = free_port();
+    let control = format!("127.0.0.1:{cport}");
+    let mut args = vec!["-C", &control];
+    args.extend_from_slice(extra);
+    if !args.contains(&"-u") {
+        args.extend_from_slice(&["-u", "root"]);
+    }
+    let pen = Pen::serve(&args, backends);
+    wait_for_port(cport);
+    (pen, cport)
+}
+
+#[test]
+fn include_and_dash_f_read_only_regular_files_of_bounded_size() {
+    let b = Backend::start("S0", Behaviour::Name);
+    let (pen, cport) = pen_with_control(&[], &[b.spec()]);
+    let dir = TempDir::new("limits");
+    let fifo = dir.join("fifo");
+    assert!(run("mkfifo", &[fifo.to_str().unwrap()]).status.success());
+    let big = dir.file("big", &"# comment line\n".repeat(80_000));
+    let cases = [
+        ("/dev/zero".to_string(), "not a regular file"),
+        (fifo.display().to_string(), "not a regular file"),
+        (dir.path().display().to_string(), "not a regular file"),
+        (big.display().to_string(), "larger than 1024 KiB"),
+    ];
+    for (path, why) in &cases {
+        let start = Instant::now();
+        let reply = ctl(cport, &format!("include {path}"));
+        assert_eq!(
+            reply,
+            format!("error: include: can't read {path}: {why}\n"),
+            "after {:?}",
+            start.elapsed()
+        );
+        let (code, _, err) = run_pen(&["-F", path, "127.0.0.1:1", "127.0.0.1:2"]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(err.contains(why), "{err}");
+    }
+    // A regular file still works.
+    let ok = dir.file("ok", "timeout 7\n");
+    assert_eq!(ctl(cport, &format!("include {}", ok.display())), "7\n");
+    assert_eq!(ctl(cport, "timeout"), "7\n");
+    drop(pen);
+}
+
+#[test]
+fn idle_control_clients_do_not_lock_the_administrator_out() {
+    let b = Backend::start("S0", Behaviour::Name);
+    let (pen, cport) = pen_with_control(&[], &[b.spec()]);
+    // More idle connections than the port serves at once, some with half a
+    // command.
+    let idle: Vec<TcpStream> = (0..24)
+        .map(|i| {
+            let mut s = connect(cport);
+            if i % 3 == 0 {
+                s.write_all(b"ser").unwrap();
+            }
+            s
+        })
+        .collect();
+    // The administrator gets in at once, not after the idle ones' deadline.
+    for _ in 0..5 {
+        let start = Instant::now();
+        assert_eq!(ctl(cport, "timeout"), "3\n");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+    // The oldest silent ones were closed, with nothing to read. (Half a
+    // command is run after a quiet moment, as pen runs what it got.)
+    let mut c = idle.into_iter().nth(1).unwrap();
+    let mut buf = Vec::new();
+    assert!(matches!(c.read_to_end(&mut buf), Ok(0)), "{buf:?}");
+    drop(pen);
+}
+
+/// Threads of all processes whose real user is `uid`.
+fn threads_of_user(uid: &str) -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.filter_map(|e| {
+        let status = std::fs::read_to_string(e.ok()?.path().join("status")).ok()?;
+        let real = status.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+        if real.split_whitespace().next()? != uid {
+            return None;
+        }
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))?
+            .trim()
+            .parse::<usize>()
+            .ok()
+    })
+    .sum()
+}
+
+fn uid_of(user: &str) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{user}:")))
+        .and_then(|rest| rest.split(':').nth(1))
+        .expect("a user nobody")
+        .to_string()
+}
+
+#[test]
+fn at_the_thread_limit_clients_are_refused_and_counted_and_the_control_port_answers() {
+    let b = Backend::start("S0", Behaviour::Echo);
+    let (port, cport) = (free_port(), free_port());
+    // Room for a few pair threads beyond what the user has now and pen's
+    // own (main, standing control thread). prlimit(2) on a process of
+    // another user needs a capability containers lack, so pen starts under
+    // the limit and keeps it when it becomes nobody.
+    let nproc = threads_of_user(&uid_of("nobody")) + 2 + 3;
+    let dir = TempDir::new("limits");
+    let stderr = std::fs::File::create(dir.join("stderr")).expect("stderr file");
+    let _pen = ChildGuard::spawn(
+        std::process::Command::new("prlimit")
+            .arg(format!("--nproc={nproc}:"))
+            .args(["--", PEN, "-f", "-u", "nobody", "-C"])
+            .arg(format!("127.0.0.1:{cport}"))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg(b.spec())
+            .stdin(std::process::Stdio::null())
+            .stderr(stderr),
+    );
+    wait_for_port(port);
+    wait_for_port(cport);
+    let (mut open, mut refused) = (Vec::new(), 0);
+    let start = Instant::now();
+    for _ in 0..40 {
+        let c = connect(port);
+        match echo_through(&c, b"hello") {
+            Ok(echo) if echo == b"hello" => open.push(c),
+            _ => refused += 1,
+        }
+    }
+    let took = start.elapsed();
+    assert!(
+        !open.is_empty() && refused >= 30,
+        "{} served, {refused} refused",
+        open.len()
+    );
+    // The control port answers though no thread can be started for it.
+    assert_eq!(ctl(cport, "timeout"), "3\n");
+    // The pairs that have threads go on.
+    let data = random_bytes(5, 200 * 1024);
+    for c in &open {
+        assert!(echo_through(c, &data).unwrap() == data);
+    }
+    // Every refused client is counted, the ones held back within a second
+    // after that second.
+    let mut err = String::new();
+    let counted = poll_until(DEADLINE, || {
+        err = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+        told_count(&err, "can't start a thread for a client") == refused
+    });
+    assert!(counted, "{refused} refused: {err}");
+    let lines = lines_with(&err, "can't start a thread for a client");
+    let seconds = took.as_secs() as usize + 2;
+    assert!(lines <= 2 * seconds, "{lines} lines in {took:?}: {err}");
+}
+
+/// How many occurrences of `cause` the rate-limited lines of `log` tell:
+/// a line said for one adds the count held back before it, `(N more since
+/// last said)`; a line said for what was held back, `CAUSE: N more since
+/// last said`, tells N.
+fn told_count(log: &str, cause: &str) -> usize {
+    let number = |s: Option<&str>| s.and_then(|n| n.parse::<usize>().ok());
+    log.lines()
+        .filter(|l| l.contains(cause))
+        .map(|l| {
+            let flushed = l
+                .rsplit_once(": ")
+                .and_then(|(_, n)| number(n.strip_suffix(" more since last said")));
+            let held = l
+                .rsplit_once(" (")
+                .and_then(|(_, n)| number(n.strip_suffix(" more since last said)")));
+            flushed.unwrap_or(1 + held.unwrap_or(0))
+        })
+        .sum()
+}

@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::endpoint::{would_block, Endpoint};
 use super::Flow;
-use crate::logging::RateLimit;
+use crate::logging;
 use crate::state::connections::PairCounters;
 use crate::sys::pipe;
 
@@ -30,9 +30,6 @@ const SMALL: usize = 4096;
 /// The size of a read in a direction that copies because no pipe could be
 /// made for it.
 const NO_PIPE_READ: usize = 64 * 1024;
-
-/// Out of descriptors, every new bulk direction fails to make its pipe.
-static NO_PIPE: RateLimit = RateLimit::per_second();
 
 /// A pipe: what is written to `write` is read from `read`.
 struct Pipe {
@@ -157,7 +154,8 @@ impl SplicePump {
                     }
                 }
                 Err(e) => {
-                    NO_PIPE.message(|| format!("can't make a splice pipe: {e}; copying instead"));
+                    logging::causes::NO_PIPE
+                        .message(|| format!("can't make a splice pipe: {e}; copying instead"));
                     self.no_pipe = true;
                 }
             }
