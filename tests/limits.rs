@@ -73,7 +73,7 @@ fn lines_with(text: &str, needle: &str) -> usize {
 #[test]
 fn at_the_descriptor_limit_pen_waits_keeps_its_pairs_and_blames_no_server() {
     let b = Backend::start("S0", Behaviour::Echo);
-    let pen = Pen::serve(&[], &[b.spec()]);
+    let (pen, cport) = pen_with_control(&[], &[b.spec()]);
     // A pair opened before the limit, so far carrying only small messages
     // (its splice pipes are made when bulk data first flows).
     let open = connect(pen.port);
@@ -95,6 +95,11 @@ fn at_the_descriptor_limit_pen_waits_keeps_its_pairs_and_blames_no_server() {
     );
     let paused = lines_with(&pen.stderr(), "pausing");
     assert!((1..=4).contains(&paused), "{paused}: {}", pen.stderr());
+    // The administrator gets in on the descriptor kept for the purpose,
+    // twice: it is taken back once the first connection is done.
+    for _ in 0..2 {
+        assert_eq!(ctl(cport, "timeout"), "3\n");
+    }
 
     // The open pair still carries bulk data, though no pipe can be made.
     let data = random_bytes(17, 200 * 1024);
