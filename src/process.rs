@@ -457,19 +457,17 @@ impl Handlers for Service {
     }
 
     fn control(&mut self, fd: OwnedFd, peer: PeerAddr) {
-        let Some(conn) = self.control_clients.admit(fd) else {
+        let Some(seat) = self.control_clients.admit(fd) else {
             logging::debug(1, || "control port busy: connection closed".into());
             return;
         };
-        let (shared, clients) = (Arc::clone(&self.shared), Arc::clone(&self.control_clients));
-        let job = move || {
-            control::serve_control_port(&shared, &conn, &peer);
-            clients.leave(&conn);
-        };
+        let shared = Arc::clone(&self.shared);
+        let job: ControlJob = Box::new(move || {
+            control::serve_control_port(&shared, seat.conn(), &peer);
+        });
         // The job reaches the new thread through a channel, so that it is
         // still here for the standing thread if no thread can be started.
         let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<ControlJob>(1);
-        let mut job = Some(Box::new(job) as ControlJob);
         let spawned = std::thread::Builder::new()
             .name("pen-control".into())
             .stack_size(256 * 1024)
@@ -480,9 +478,7 @@ impl Handlers for Service {
             });
         match spawned {
             Ok(_) => {
-                if let Some(j) = job.take() {
-                    let _ = job_tx.send(j);
-                }
+                let _ = job_tx.send(job);
             }
             Err(e) => {
                 // Out of threads (the pairs took them all): the standing
@@ -491,8 +487,8 @@ impl Handlers for Service {
                 logging::causes::NO_CONTROL_THREAD.message(|| {
                     format!("can't start a thread for a control connection: {e}; queued for the standing one")
                 });
-                if let (Some(reserve), Some(j)) = (&self.control_reserve, job.take()) {
-                    let _ = reserve.send(j);
+                if let Some(reserve) = &self.control_reserve {
+                    let _ = reserve.send(job);
                 }
             }
         }

@@ -87,9 +87,14 @@ impl ControlClients {
     /// has waited longest without sending anything is closed to make room,
     /// or else the one that has waited longest for the rest of its command
     /// or for its reply to be read. `None` (and `fd` is closed) when every
-    /// place runs a command.
-    pub fn admit(&self, fd: OwnedFd) -> Option<Arc<ControlConn>> {
-        self.admit_at(fd, Instant::now())
+    /// place runs a command. The place is given back when the seat is
+    /// dropped, served or not.
+    pub fn admit(self: &Arc<Self>, fd: OwnedFd) -> Option<ControlSeat> {
+        let conn = self.admit_at(fd, Instant::now())?;
+        Some(ControlSeat {
+            clients: Arc::clone(self),
+            conn,
+        })
     }
 
     fn admit_at(&self, fd: OwnedFd, now: Instant) -> Option<Arc<ControlConn>> {
@@ -118,7 +123,7 @@ impl ControlClients {
     }
 
     /// `conn` is done (its descriptor closes with the last reference).
-    pub fn leave(&self, conn: &Arc<ControlConn>) {
+    fn leave(&self, conn: &Arc<ControlConn>) {
         let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
         conns.retain(|c| !Arc::ptr_eq(c, conn));
     }
@@ -129,6 +134,25 @@ impl ControlClients {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+}
+
+/// A control connection's place among those served.
+#[derive(Debug)]
+pub struct ControlSeat {
+    clients: Arc<ControlClients>,
+    conn: Arc<ControlConn>,
+}
+
+impl ControlSeat {
+    pub fn conn(&self) -> &ControlConn {
+        &self.conn
+    }
+}
+
+impl Drop for ControlSeat {
+    fn drop(&mut self) {
+        self.clients.leave(&self.conn);
     }
 }
 
@@ -241,16 +265,20 @@ mod tests {
 
     #[test]
     fn a_port_where_every_command_runs_refuses_the_newcomer() {
-        let clients = ControlClients::default();
-        let conns: Vec<_> = (0..MAX_CONTROL_CLIENTS)
+        let clients = Arc::new(ControlClients::default());
+        let mut seats: Vec<_> = (0..MAX_CONTROL_CLIENTS)
             .map(|_| clients.admit(conn_fd()).unwrap())
             .collect();
-        for c in &conns {
-            assert!(c.enter(phase::RUNNING));
+        for s in &seats {
+            assert!(s.conn().enter(phase::RUNNING));
         }
         assert!(clients.admit(conn_fd()).is_none());
-        clients.leave(&conns[5]);
-        assert!(clients.admit(conn_fd()).is_some());
+        // A seat dropped, served or not, gives its place back.
+        drop(seats.swap_remove(5));
+        let newcomer = clients.admit(conn_fd());
+        assert!(newcomer.is_some());
         assert_eq!(clients.len(), MAX_CONTROL_CLIENTS);
+        drop((seats, newcomer));
+        assert_eq!(clients.len(), 0);
     }
 }
