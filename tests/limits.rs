@@ -323,3 +323,31 @@ fn told_count(log: &str, cause: &str) -> usize {
         })
         .sum()
 }
+
+#[test]
+fn a_pair_thread_costs_two_memory_mappings() {
+    // vm.max_map_count bounds the mappings of a process: with 4 per thread
+    // (std's stack, guard page, signal stack and its guard) it capped pen
+    // near 16,000 pairs by default.
+    let b = Backend::start("S0", Behaviour::Echo);
+    let pen = Pen::serve(&[], &[b.spec()]);
+    let maps = || {
+        std::fs::read_to_string(format!("/proc/{}/maps", pen.pid()))
+            .expect("read pen's maps")
+            .lines()
+            .count()
+    };
+    let (threads_before, maps_before) = (pen.threads(), maps());
+    let pairs: Vec<TcpStream> = (0..100)
+        .map(|_| {
+            let c = connect(pen.port);
+            assert_eq!(echo_through(&c, b"x").unwrap(), b"x");
+            c
+        })
+        .collect();
+    let threads = pen.threads() - threads_before;
+    assert!(threads >= pairs.len(), "{threads} threads");
+    // malloc's per-thread arenas add a few mappings, not one per thread.
+    let per_thread = (maps() - maps_before) as f64 / threads as f64;
+    assert!(per_thread < 3.0, "{per_thread:.2} mappings per pair thread");
+}

@@ -26,6 +26,7 @@ pub mod process;
 pub mod signal;
 pub mod socket;
 pub mod syslog;
+pub mod thread;
 pub mod time;
 pub mod udp;
 
