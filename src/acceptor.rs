@@ -6,12 +6,12 @@
 //! client's bytes, so nothing a client or a control client does can stall it.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::logging;
 use crate::runtime::{AcceptorRequest, Shared};
+use crate::sys;
 use crate::sys::pipe;
 use crate::sys::poll::{self, PollFd};
 use crate::sys::signal::{self, Signal};
@@ -50,25 +50,12 @@ fn live_connections(shared: &Shared) -> usize {
     shared.admission.active().max(shared.lock().conns.used())
 }
 
-fn transient(e: &std::io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
-}
-
 /// The sockets besides the listeners, served by short-lived handlers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Service {
     Control,
     Metrics,
 }
-
-/// Concurrent control connections allowed; more are closed at once.
-pub const MAX_CONTROL_CLIENTS: usize = 16;
-
-/// Control handlers currently running.
-pub static CONTROL_ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs until SIGTERM/SIGINT, the `exit` command, or the end of a drain
 /// (SIGQUIT, `drain`): the listeners close at once, so the kernel refuses
@@ -86,36 +73,49 @@ pub fn run(
     let mut backoff_until: Option<Instant> = None;
     let mut metrics: Option<OwnedFd> = None;
     let mut drain_until: Option<Instant> = None;
+    // A descriptor kept for the control port: given up to accept an
+    // administrator at the descriptor limit, taken again when one is free.
+    let mut spare: Option<OwnedFd> = None;
     loop {
-        let may = admission.may_accept() && backoff_until.is_none_or(|t| Instant::now() >= t);
-        if may {
+        if spare.is_none() {
+            spare = control.as_ref().and_then(|c| c.try_clone().ok());
+        }
+        // A pause that is over is forgotten, or poll() would be asked to
+        // wait for it 0 ms, again and again, while a limit holds.
+        if backoff_until.is_some_and(|t| Instant::now() >= t) {
             backoff_until = None;
         }
+        let paused = backoff_until.is_some();
+        let may = admission.may_accept() && !paused;
         // While draining, every pair that ends wakes the loop.
         admission.set_waiting(!may || drain_until.is_some());
         // Re-check after saying we wait, so a pair that finished in
         // between either wakes us or is counted here.
-        let may = may || (admission.may_accept() && backoff_until.is_none());
+        let may = may || (admission.may_accept() && !paused);
         let mut fds = Vec::with_capacity(2 + listeners.len());
         fds.push(PollFd::new(shared.wake_fd().as_fd(), poll::IN));
         for l in &listeners {
             fds.push(PollFd::new(l.as_fd(), if may { poll::IN } else { 0 }));
         }
         if let Some(c) = &control {
-            fds.push(PollFd::new(c.as_fd(), poll::IN));
+            fds.push(PollFd::new(c.as_fd(), if paused { 0 } else { poll::IN }));
         }
         if let Some(m) = &metrics {
-            fds.push(PollFd::new(m.as_fd(), poll::IN));
+            fds.push(PollFd::new(m.as_fd(), if paused { 0 } else { poll::IN }));
         }
         let now = Instant::now();
         let timeout = [
             backoff_until.map(|t| t.saturating_duration_since(now)),
             drain_until.map(|t| t.saturating_duration_since(now).min(DRAIN_CHECK)),
+            // To say the counts of messages held back by their rate limits.
+            logging::next_flush(),
         ]
         .into_iter()
         .flatten()
         .min();
-        if let Err(e) = poll::poll(&mut fds, timeout) {
+        let polled = poll::poll(&mut fds, timeout);
+        logging::flush_held();
+        if let Err(e) = polled {
             logging::message(&format!("poll: {e}"));
             std::thread::sleep(Duration::from_millis(100));
             continue;
@@ -200,8 +200,9 @@ pub fn run(
                 match socket::accept(l.as_fd()) {
                     Ok((fd, peer)) => handlers.client(permit, fd, peer),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if transient(&e) => {
-                        logging::message(&format!("accept: {e}; pausing 100 ms"));
+                    Err(e) if sys::is_local_shortage(&e) => {
+                        logging::causes::ACCEPT_PAUSED
+                            .message(|| format!("accept: {e}; pausing 100 ms"));
                         backoff_until = Some(Instant::now() + Duration::from_millis(100));
                         break;
                     }
@@ -220,10 +221,20 @@ pub fn run(
             if !ready {
                 continue;
             }
-            match socket::accept(s.as_fd()) {
+            let mut accepted = socket::accept(s.as_fd());
+            // The administrator gets the spare descriptor at the limit.
+            if service == Service::Control
+                && matches!(&accepted, Err(e) if sys::is_local_shortage(e))
+                && spare.take().is_some()
+            {
+                accepted = socket::accept(s.as_fd());
+            }
+            match accepted {
                 Ok((fd, peer)) if service == Service::Control => handlers.control(fd, peer),
                 Ok((fd, peer)) => handlers.metrics(fd, peer),
-                Err(e) if transient(&e) => {
+                Err(e) if sys::is_local_shortage(&e) => {
+                    logging::causes::ACCEPT_PAUSED
+                        .message(|| format!("accept: {e}; pausing 100 ms"));
                     backoff_until = Some(Instant::now() + Duration::from_millis(100));
                 }
                 Err(_) => {}

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::acceptor::{self, Handlers, CONTROL_ACTIVE, MAX_CONTROL_CLIENTS};
+use crate::acceptor::{self, Handlers};
 use crate::addr::{self, Host, ListenAddr, Proto};
 use crate::cli::{self, CommandLine, Invocation, Step};
-use crate::control::{self, Origin};
+use crate::control::{self, Origin, MAX_CONTROL_CLIENTS};
 use crate::filters::PairFilter;
 use crate::logging;
 use crate::pair::{self, FilterFactory};
@@ -324,6 +324,8 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     let mut handlers = Service {
         shared: Arc::clone(&shared),
         filters: Arc::new(make_filter),
+        control_clients: Arc::default(),
+        control_reserve: control.as_ref().and_then(|_| control_reserve()),
     };
     // UDP mode: one relay thread serves the UDP listener (see crate::udp);
     // the acceptor keeps only the control socket and the signals.
@@ -469,9 +471,37 @@ fn spawn_handler(active: &'static AtomicUsize, name: &str, serve: impl FnOnce() 
     }
 }
 
+/// A control connection to serve.
+type ControlJob = Box<dyn FnOnce() + Send>;
+
 struct Service {
     shared: Arc<Shared>,
     filters: Arc<FilterFactory>,
+    control_clients: Arc<control::ControlClients>,
+    /// The standing control thread, started with the control port, for
+    /// when no thread can be started for a connection.
+    control_reserve: Option<std::sync::mpsc::Sender<ControlJob>>,
+}
+
+/// Starts the standing control thread: it serves, one at a time, the
+/// connections no thread could be started for.
+fn control_reserve() -> Option<std::sync::mpsc::Sender<ControlJob>> {
+    let (tx, rx) = std::sync::mpsc::channel::<ControlJob>();
+    let spawned = std::thread::Builder::new()
+        .name("pen-control-reserve".into())
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            for job in rx {
+                job();
+            }
+        });
+    match spawned {
+        Ok(_) => Some(tx),
+        Err(e) => {
+            logging::message(&format!("can't start the standing control thread: {e}"));
+            None
+        }
+    }
 }
 
 impl Handlers for Service {
@@ -485,17 +515,49 @@ impl Handlers for Service {
         if let Err(e) = self.shared.pool.dispatch(job) {
             // The job was dropped, closing the client socket and giving
             // back the permit.
-            logging::message(&format!("can't start a thread for a client: {e}"));
+            logging::causes::NO_PAIR_THREAD
+                .message(|| format!("can't start a thread for a client: {e}; client closed"));
             let mut b = self.shared.lock();
             b.counters.refuse(crate::state::Refusal::Thread);
         }
     }
 
     fn control(&mut self, fd: OwnedFd, peer: PeerAddr) {
+        let Some(seat) = self.control_clients.admit(fd) else {
+            logging::debug(1, || "control port busy: connection closed".into());
+            return;
+        };
         let shared = Arc::clone(&self.shared);
-        spawn_handler(&CONTROL_ACTIVE, "pen-control", move || {
-            control::serve_control_port(&shared, fd, &peer);
+        let job: ControlJob = Box::new(move || {
+            control::serve_control_port(&shared, seat.conn(), &peer);
         });
+        // The job reaches the new thread through a channel, so that it is
+        // still here for the standing thread if no thread can be started.
+        let (job_tx, job_rx) = std::sync::mpsc::sync_channel::<ControlJob>(1);
+        let spawned = std::thread::Builder::new()
+            .name("pen-control".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                if let Ok(job) = job_rx.recv() {
+                    job();
+                }
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = job_tx.send(job);
+            }
+            Err(e) => {
+                // Out of threads (the pairs took them all): the standing
+                // control thread serves the connection, so the control port
+                // still answers.
+                logging::causes::NO_CONTROL_THREAD.message(|| {
+                    format!("can't start a thread for a control connection: {e}; queued for the standing one")
+                });
+                if let Some(reserve) = &self.control_reserve {
+                    let _ = reserve.send(job);
+                }
+            }
+        }
     }
 
     fn metrics(&mut self, fd: OwnedFd, peer: PeerAddr) {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::addr::Host;
+use crate::logging;
 use crate::selection::{self, Attempt};
 use crate::state::connections::{state, Pair, PairCounters};
 use crate::state::servers::Target;
@@ -436,6 +437,9 @@ impl Drop for Lease<'_> {
 
 /// Connects `lease` to the server `dial` names or, when that fails, to the
 /// servers its `attempt` fails over to, blacklisting each one that fails.
+/// A failure that is this host's own shortage (descriptors, memory, local
+/// ports: [`sys::is_local_shortage`]) is not the server's fault: the
+/// client is refused and no server is blacklisted.
 /// The socket goes into the lease's pair, and `connected` runs under the
 /// same lock for whatever else the caller needs from the table. `None` when
 /// no server is left. Stream connects count towards `pending_max` while
@@ -459,6 +463,18 @@ pub fn connect_with_failover<R>(
             Ok(socket) => {
                 lease.connected(&mut b, d.target, socket);
                 return Some(connected(&b, d.target));
+            }
+            Err(e) if sys::is_local_shortage(&e) => {
+                // Our own shortage, not the server's fault: a local limit.
+                b.counters.refuse(crate::state::Refusal::Limit);
+                drop(b);
+                logging::causes::CLIENT_REFUSED.message(|| {
+                    format!(
+                        "can't connect to server {}: {e}; client refused, server not blacklisted",
+                        d.target.code()
+                    )
+                });
+                return None;
             }
             Err(e) => {
                 dial = lease.fail_over(&mut b, attempt, d.target, &e, now);
@@ -724,6 +740,48 @@ mod tests {
         let got = connect_with_failover(&mut lease, &mut attempt, a.dial, &adm, |_, t| t);
         assert_eq!(got, None);
         assert_eq!(lease.server(), None);
+    }
+
+    #[test]
+    fn a_local_shortage_refuses_the_client_and_blacklists_nobody() {
+        // Binding to an address this host does not have fails with
+        // EADDRNOTAVAIL before any packet reaches a server: this host's
+        // problem, like running out of descriptors.
+        let live = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = live.local_addr().unwrap().port();
+        let m = farm(&[
+            Host::Ip("127.0.0.1".parse().unwrap()),
+            Host::Ip("127.0.0.1".parse().unwrap()),
+        ]);
+        {
+            let mut b = lock(&m);
+            b.settings.source = Some("192.0.2.1".parse().unwrap());
+            b.servers.get_mut(B0).unwrap().port = port;
+            b.servers.get_mut(B1).unwrap().port = port;
+        }
+        let (adm, _r) = admission(10, 10);
+        let a = admit(&m, &peer(), None, Transport::Stream, 100).unwrap();
+        let (mut lease, mut attempt) = (a.lease, a.attempt);
+        let got = connect_with_failover(&mut lease, &mut attempt, a.dial, &adm, |_, t| t);
+        assert_eq!(got, None);
+        assert_eq!(adm.connecting.load(ORDER), 0);
+        let b = lock(&m);
+        for t in [B0, B1] {
+            assert_eq!(b.servers.get(t).unwrap().failed_at, 0, "{t:?} blacklisted");
+        }
+    }
+
+    #[test]
+    fn shortages_are_told_from_server_failures() {
+        for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM, libc::ENOBUFS] {
+            assert!(sys::is_local_shortage(&io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::ECONNREFUSED, libc::ETIMEDOUT, libc::EHOSTUNREACH] {
+            assert!(!sys::is_local_shortage(&io::Error::from_raw_os_error(
+                errno
+            )));
+        }
+        assert!(!sys::is_local_shortage(&io::ErrorKind::TimedOut.into()));
     }
 
     #[test]

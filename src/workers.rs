@@ -15,6 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::relay::Pipes;
+use crate::sys;
 
 /// Per-thread state kept across the pairs a thread serves.
 #[derive(Default)]
@@ -82,10 +83,13 @@ impl WorkerPool {
             return Ok(());
         }
         let pool = Arc::clone(self);
-        let spawned = thread::Builder::new()
-            .name("pen-pair".into())
-            .stack_size(self.stack_size)
-            .spawn(move || pool.run(job));
+        // Two memory mappings per thread instead of std's four (see
+        // sys::thread): vm.max_map_count bounds the number of pairs.
+        let spawned = sys::thread::spawn(
+            c"pen-pair",
+            self.stack_size,
+            Box::new(move || pool.run(job)),
+        );
         if let Err(e) = spawned {
             lock(&self.idle).threads -= 1;
             return Err(e);

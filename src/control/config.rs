@@ -47,10 +47,47 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The largest `-F` or `include` file read: far more than any real
+/// configuration, and a bound on what a mistaken path can cost.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The bytes of a `-F` or `include` file: a regular file of at most
+/// [`MAX_CONFIG_BYTES`]. A FIFO would block the reader for as long as no
+/// one writes, and a device such as /dev/zero never ends; they, and
+/// directories, are refused without being read.
+pub fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Error, ErrorKind, Read};
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // Opening a FIFO for reading would wait for a writer.
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let too_big = || {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} KiB", MAX_CONFIG_BYTES / 1024),
+        )
+    };
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
+}
+
 /// Reads and parses every line of `path`.
 pub fn load(path: &Path) -> Result<Vec<(usize, Command)>, ConfigError> {
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
+    let bytes = read_file(path).map_err(|error| ConfigError::Read {
         path: name.clone(),
         error,
     })?;

@@ -21,7 +21,7 @@ pub(crate) mod settings;
 mod transaction;
 
 pub use command::{first_line, parse, words, Command, CommandError, ServerSetting};
-pub use port::serve as serve_control_port;
+pub use port::{serve as serve_control_port, ControlClients, ControlSeat, MAX_CONTROL_CLIENTS};
 pub use queries::servers_reply;
 pub use scrape::serve as serve_metrics;
 pub use settings::{Flag, Number};

@@ -389,7 +389,11 @@ impl<'a> Transaction<'a> {
                 path.display()
             )));
         }
-        let text = std::fs::read_to_string(path)
+        let text = config::read_file(path)
+            .and_then(|b| {
+                String::from_utf8(b)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
             .map_err(|e| invalid(format!("include: can't read {}: {e}", path.display())))?;
         let mut out = String::new();
         for (i, line) in text.lines().enumerate() {

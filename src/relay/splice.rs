@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use super::endpoint::{would_block, Endpoint};
 use super::Flow;
+use crate::logging;
 use crate::state::connections::PairCounters;
 use crate::sys::pipe;
 
@@ -26,6 +27,9 @@ const CHUNK: usize = PIPE_SIZE;
 const BURST: usize = 8;
 /// The size of a small read, copied instead of spliced.
 const SMALL: usize = 4096;
+/// The size of a read in a direction that copies because no pipe could be
+/// made for it.
+const NO_PIPE_READ: usize = 64 * 1024;
 
 /// A pipe: what is written to `write` is read from `read`.
 struct Pipe {
@@ -72,14 +76,15 @@ pub(super) enum Way {
 pub(super) struct SplicePump {
     /// The direction's pipe, taken from the thread's spare (or created) the
     /// first time bulk data needs it: pairs that only carry small messages
-    /// hold no pipe at all.
+    /// hold no pipe at all. Once taken, the direction splices (bulk data).
     pipe: Option<Pipe>,
     /// Bytes read by copy and not yet written (the flow's `pending` counts
     /// them), from `held_from` on.
     held: Vec<u8>,
     held_from: usize,
-    /// This direction carries bulk data and uses splice.
-    bulk: bool,
+    /// No pipe could be made (out of descriptors): the direction copies to
+    /// its end, through bigger buffers, rather than failing the pair.
+    no_pipe: bool,
 }
 
 impl SplicePump {
@@ -108,15 +113,15 @@ impl SplicePump {
             self.held = Vec::new();
             self.held_from = 0;
         }
-        if self.bulk {
-            return splice(flow, src, dst, self.bulk_pipe(spare, way)?, last);
+        if let Some(pipe) = &self.pipe {
+            return splice(flow, src, dst, pipe, last);
         }
         if flow.eof {
             flow.pass_eof_if_drained(dst, last);
             return Ok(());
         }
         // The buffer lives only for this read, so an idle pair holds none.
-        let mut buf = vec![0u8; SMALL];
+        let mut buf = vec![0u8; if self.no_pipe { NO_PIPE_READ } else { SMALL }];
         let n = match src.read(&mut buf) {
             Ok(0) => {
                 flow.eof = true;
@@ -139,31 +144,23 @@ impl SplicePump {
             self.held_from = w;
             flow.pending = n - w;
         }
-        if n == SMALL {
+        if n == SMALL && !self.no_pipe {
             // More is probably waiting: bulk data goes through the pipe.
-            self.bulk = true;
-            if flow.pending == 0 {
-                return splice(flow, src, dst, self.bulk_pipe(spare, way)?, last);
+            match take_pipe(spare, way) {
+                Ok(pipe) => {
+                    let pipe = self.pipe.insert(pipe);
+                    if flow.pending == 0 {
+                        return splice(flow, src, dst, pipe, last);
+                    }
+                }
+                Err(e) => {
+                    logging::causes::NO_PIPE
+                        .message(|| format!("can't make a splice pipe: {e}; copying instead"));
+                    self.no_pipe = true;
+                }
             }
         }
         Ok(())
-    }
-
-    fn bulk_pipe(&mut self, spare: &mut Pipes, way: Way) -> io::Result<&Pipe> {
-        let pipe = match self.pipe.take() {
-            Some(p) => p,
-            None => {
-                let slot = match way {
-                    Way::Up => &mut spare.up,
-                    Way::Down => &mut spare.down,
-                };
-                match slot.take() {
-                    Some(p) => p,
-                    None => Pipe::new()?,
-                }
-            }
-        };
-        Ok(self.pipe.insert(pipe))
     }
 
     /// The pair ended: the pipe goes back to the thread if it is empty.
@@ -176,6 +173,18 @@ impl SplicePump {
                 Way::Down => spare.down = self.pipe,
             }
         }
+    }
+}
+
+/// The thread's spare pipe for `way`, or a new one.
+fn take_pipe(spare: &mut Pipes, way: Way) -> io::Result<Pipe> {
+    let slot = match way {
+        Way::Up => &mut spare.up,
+        Way::Down => &mut spare.down,
+    };
+    match slot.take() {
+        Some(p) => Ok(p),
+        None => Pipe::new(),
     }
 }
 

@@ -26,8 +26,19 @@ pub mod process;
 pub mod signal;
 pub mod socket;
 pub mod syslog;
+pub mod thread;
 pub mod time;
 pub mod udp;
+
+/// Whether `e` says that this process or host ran short of something
+/// (descriptors, memory, socket buffers, local addresses or ports) rather
+/// than that a peer failed: waiting, not blaming the peer, is the cure.
+pub fn is_local_shortage(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOMEM | libc::ENOBUFS | libc::EADDRNOTAVAIL)
+    )
+}
 
 /// The process id.
 pub fn getpid() -> u32 {
