@@ -33,7 +33,14 @@ pub fn serve(
     peer: PeerAddr,
     filters: &FilterFactory,
 ) {
-    let (accept_proxy, connect_timeout) = {
+    // The lock only when a PROXY header is expected: it is not otherwise
+    // taken before `admit`.
+    let (accept_proxy, header_timeout) = if !shared
+        .accept_proxy_on
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        (None, Duration::ZERO)
+    } else {
         let b = shared.lock();
         let accept = match b.settings.accept_proxy {
             AcceptProxy::Off => None,
@@ -51,7 +58,7 @@ pub fn serve(
     let mut peer = peer;
     if let Some(permitted) = accept_proxy {
         let got = if permitted {
-            read_proxy_header(client.as_fd(), Instant::now() + connect_timeout)
+            read_proxy_header(client.as_fd(), Instant::now() + header_timeout)
         } else {
             Err("its address may not send a PROXY header".to_string())
         };
@@ -87,7 +94,11 @@ pub fn serve(
             fastclose: b.settings.fastclose,
             relay_yield: b.settings.relay_yield,
         };
-        (opts, upstream::server_host(b, t), b.settings.send_proxy)
+        let send_proxy = b
+            .settings
+            .send_proxy
+            .map(|v| (v, timeout_of(b.settings.connect_timeout)));
+        (opts, upstream::server_host(b, t), send_proxy)
     });
     let Some(Connected {
         lease,
@@ -106,7 +117,7 @@ pub fn serve(
     let (Some(client), Some(server)) = (pair.client(), pair.server()) else {
         return;
     };
-    if let Some(version) = send_proxy {
+    if let Some((version, connect_timeout)) = send_proxy {
         // Before any relayed byte; the relay (and splice) carry the rest.
         let ends = proxied_ends(client.as_fd(), &peer, destination);
         let header = proxy_protocol::encode(version, ends.as_ref());

@@ -77,6 +77,9 @@ pub struct Shared {
     pub draining: AtomicBool,
     /// Datagrams of clients without a session dropped while draining.
     pub udp_dropped: AtomicU64,
+    /// Mirrors whether `accept_proxy` is on, so that a new pair asks the
+    /// lock only when it must read a PROXY header.
+    pub accept_proxy_on: AtomicBool,
     requests: Mutex<Vec<AcceptorRequest>>,
     /// Shared with `admission` and the signal handler, which wake the
     /// acceptor through it.
@@ -114,6 +117,7 @@ impl Shared {
             accepted: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             udp_dropped: AtomicU64::new(0),
+            accept_proxy_on: AtomicBool::new(false),
             requests: Mutex::new(Vec::new()),
             wake_write,
             wake_read,
@@ -150,6 +154,10 @@ impl Shared {
     pub fn sync_limits(&self, b: &Balancer) {
         self.admission
             .set_limits(b.conns.capacity(), b.settings.pending_max.max(1));
+        self.accept_proxy_on.store(
+            b.settings.accept_proxy != crate::settings::AcceptProxy::Off,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.wake_acceptor();
     }
 
