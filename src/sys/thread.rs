@@ -42,7 +42,9 @@ pub fn spawn(name: &std::ffi::CStr, stack_size: usize, main: Main) -> io::Result
         if rc == 0 {
             rc = libc::pthread_attr_setdetachstate(&mut attr, libc::PTHREAD_CREATE_DETACHED);
         }
-        let mut thread: libc::pthread_t = 0;
+        // pthread_t is an integer in glibc and a pointer in musl; all zero
+        // is a placeholder for either, overwritten by pthread_create.
+        let mut thread: libc::pthread_t = std::mem::zeroed();
         if rc == 0 {
             rc = libc::pthread_create(&mut thread, &attr, start, arg);
         }
