@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use crate::idle_pool::IdlePool;
 use crate::relay::YieldGuard;
 use crate::state::Balancer;
 use crate::sys::pipe;
@@ -88,6 +89,11 @@ pub struct Shared {
     /// Whether the health prober's thread runs (started the first time
     /// `health_check` is on once pen runs).
     pub prober_started: AtomicBool,
+    /// The idle upstream connections `idlers N` keeps.
+    pub idlers: IdlePool,
+    /// Whether their maintainer's thread runs (started the first time
+    /// `idlers` is above 0 once pen runs).
+    pub idlers_started: AtomicBool,
     /// This value's own `Arc`, for threads started from a borrowed one.
     me: Weak<Shared>,
 }
@@ -120,6 +126,8 @@ impl Shared {
             #[cfg(feature = "tls")]
             tls_state: crate::tls::TlsState::default(),
             prober_started: AtomicBool::new(false),
+            idlers: IdlePool::default(),
+            idlers_started: AtomicBool::new(false),
             me: me.clone(),
         }))
     }
