@@ -10,7 +10,6 @@
 //! woken (a command ran, an idler was taken) or [`RECHECK`] passes.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::idle_pool::Destination;
@@ -38,20 +37,7 @@ pub fn start_if_wanted(shared: &Shared) {
             return;
         }
     }
-    if shared.idlers_started.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let Some(owned) = shared.arc() else {
-        return;
-    };
-    let spawned = std::thread::Builder::new()
-        .name("pen-idlers".into())
-        .stack_size(256 * 1024)
-        .spawn(move || run(&owned));
-    if let Err(e) = spawned {
-        shared.idlers_started.store(false, Ordering::Release);
-        logging::message(&format!("can't start the idlers thread: {e}"));
-    }
+    shared.start_once(&shared.idlers_started, "pen-idlers", run);
 }
 
 /// What one round needs, copied out of the state.

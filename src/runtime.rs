@@ -137,6 +137,29 @@ impl Shared {
         self.me.upgrade()
     }
 
+    /// Starts the background thread `name` running `body` unless `started`
+    /// says it runs already (the health prober, the idlers' maintainer:
+    /// started lazily, then kept). Whether it runs.
+    pub fn start_once(&self, started: &AtomicBool, name: &str, body: fn(&Shared)) -> bool {
+        if started.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let Some(owned) = self.arc() else {
+            started.store(false, Ordering::Release);
+            return false;
+        };
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(256 * 1024)
+            .spawn(move || body(&owned));
+        if let Err(e) = spawned {
+            started.store(false, Ordering::Release);
+            crate::logging::message(&format!("can't start the {name} thread: {e}"));
+            return false;
+        }
+        true
+    }
+
     /// The balancer state. Never hold the guard across a connect, a read or
     /// a write. A thread that panicked while holding it leaves consistent
     /// plain data, so poisoning is ignored.
