@@ -244,6 +244,30 @@ fn a_banner_sent_while_idle_reaches_the_client() {
 }
 
 #[test]
+fn blacklisted_and_repointed_servers_lose_their_idle_connections() {
+    let s0 = Numbered::start("S0", None);
+    let s1 = Numbered::start("S1", None);
+    let s2 = Numbered::start("S2", None);
+    let (_pen, control) = pen(&[&s0, &s1], &["idlers 4"]);
+    wait_until(DEADLINE, "two on each", || s0.open() == 2 && s1.open() == 2);
+    ctl(control, "server 1 blacklist 30");
+    wait_until(DEADLINE, "all four on S0", || {
+        s0.open() == 4 && s1.open() == 0
+    });
+    wait_idlers(control, "Idlers: 4/4");
+    ctl(
+        control,
+        &format!("server 0 address 127.0.0.1 port {}", s2.port),
+    );
+    wait_until(DEADLINE, "all four moved to the new address", || {
+        s0.open() == 0 && s2.open() == 4
+    });
+    ctl(control, "server 1 blacklist 0");
+    wait_idlers(control, "Idlers: 4/4");
+    assert_eq!(s1.open(), 0, "full pools are not rebalanced needlessly");
+}
+
+#[test]
 fn a_thousand_sequential_clients_with_eight_idlers() {
     let s0 = Numbered::start("S0", None);
     let s1 = Numbered::start("S1", None);
