@@ -46,14 +46,15 @@ impl Numbered {
                     break;
                 }
                 let Ok(mut c) = c else { continue };
-                let id = acc.fetch_add(1, Ordering::SeqCst);
-                op.fetch_add(1, Ordering::SeqCst);
                 let used = Arc::new(AtomicBool::new(false));
                 if let Ok(clone) = c.try_clone() {
                     let mut list = un.lock().unwrap();
                     list.retain(|(_, u)| !u.load(Ordering::SeqCst));
                     list.push((clone, Arc::clone(&used)));
                 }
+                // Counted once `close_unused` can reach it.
+                op.fetch_add(1, Ordering::SeqCst);
+                let id = acc.fetch_add(1, Ordering::SeqCst);
                 let (name, op) = (name.clone(), Arc::clone(&op));
                 thread::spawn(move || {
                     let _ = c.set_read_timeout(Some(Duration::from_secs(30)));
