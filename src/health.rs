@@ -17,7 +17,6 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::addr::Host;
@@ -43,20 +42,7 @@ pub fn start_if_enabled(shared: &Shared) {
             return;
         }
     }
-    if shared.prober_started.swap(true, Ordering::AcqRel) {
-        return;
-    }
-    let Some(owned) = shared.arc() else {
-        return;
-    };
-    let spawned = std::thread::Builder::new()
-        .name("pen-health".into())
-        .stack_size(256 * 1024)
-        .spawn(move || run(&owned));
-    if let Err(e) = spawned {
-        shared.prober_started.store(false, Ordering::Release);
-        logging::message(&format!("can't start the health check thread: {e}"));
-    }
+    shared.start_once(&shared.prober_started, "pen-health", run);
 }
 
 /// What one probe needs, copied out of the state.

@@ -19,6 +19,8 @@ pub mod filters;
 pub mod geoip;
 pub mod health;
 pub mod http;
+pub mod idle_pool;
+pub mod idlers;
 pub mod listeners;
 pub mod logging;
 pub mod metrics;

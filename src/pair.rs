@@ -87,7 +87,7 @@ pub fn serve(
     ) else {
         return;
     };
-    let connected = admitted.connect(&shared.admission, |b, t| {
+    let connected = admitted.connect(&shared.admission, Some(&shared.idlers), |b, t| {
         let opts = RelayOptions {
             idle_timeout: (b.settings.idle_timeout > 0)
                 .then(|| Duration::from_secs(b.settings.idle_timeout)),

@@ -321,6 +321,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         );
     }
     crate::health::start_if_enabled(&shared);
+    crate::idlers::start_if_wanted(&shared);
     let mut handlers = Service {
         shared: Arc::clone(&shared),
         filters: Arc::new(make_filter),

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use crate::idle_pool::IdlePool;
 use crate::relay::YieldGuard;
 use crate::state::Balancer;
 use crate::sys::pipe;
@@ -91,6 +92,11 @@ pub struct Shared {
     /// Whether the health prober's thread runs (started the first time
     /// `health_check` is on once pen runs).
     pub prober_started: AtomicBool,
+    /// The idle upstream connections `idlers N` keeps.
+    pub idlers: IdlePool,
+    /// Whether their maintainer's thread runs (started the first time
+    /// `idlers` is above 0 once pen runs).
+    pub idlers_started: AtomicBool,
     /// This value's own `Arc`, for threads started from a borrowed one.
     me: Weak<Shared>,
 }
@@ -124,6 +130,8 @@ impl Shared {
             #[cfg(feature = "tls")]
             tls_state: crate::tls::TlsState::default(),
             prober_started: AtomicBool::new(false),
+            idlers: IdlePool::default(),
+            idlers_started: AtomicBool::new(false),
             me: me.clone(),
         }))
     }
@@ -131,6 +139,29 @@ impl Shared {
     /// An owning handle to this value (`None` only while it is dropped).
     pub fn arc(&self) -> Option<Arc<Shared>> {
         self.me.upgrade()
+    }
+
+    /// Starts the background thread `name` running `body` unless `started`
+    /// says it runs already (the health prober, the idlers' maintainer:
+    /// started lazily, then kept). Whether it runs.
+    pub fn start_once(&self, started: &AtomicBool, name: &str, body: fn(&Shared)) -> bool {
+        if started.swap(true, Ordering::AcqRel) {
+            return true;
+        }
+        let Some(owned) = self.arc() else {
+            started.store(false, Ordering::Release);
+            return false;
+        };
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .stack_size(256 * 1024)
+            .spawn(move || body(&owned));
+        if let Err(e) = spawned {
+            started.store(false, Ordering::Release);
+            crate::logging::message(&format!("can't start the {name} thread: {e}"));
+            return false;
+        }
+        true
     }
 
     /// The balancer state. Never hold the guard across a connect, a read or

@@ -49,7 +49,9 @@ pub enum Initial {
     Denied,
 }
 
-fn available(b: &Balancer, i: usize, now: i64) -> bool {
+/// Whether server `i` may be chosen now: configured, not blacklisted and
+/// not down by the health checks.
+pub fn available(b: &Balancer, i: usize, now: i64) -> bool {
     let s = &b.servers.backends[i];
     s.is_configured() && !s.is_blacklisted(now, b.settings.blacklist_time) && !is_down(b, s)
 }

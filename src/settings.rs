@@ -72,6 +72,8 @@ pub struct Settings {
     /// A pair in a conversation yields the CPU before it waits for the
     /// other end's answer (an addition of this pen; bench/README.md).
     pub relay_yield: bool,
+    /// `idlers N`: idle upstream connections to keep ready (0 = none).
+    pub idlers: usize,
     /// `health_check`: seconds between probes of each server (0 = off).
     pub health_check: u64,
     /// What a probe sends, and the start of the reply it expects.
@@ -139,6 +141,7 @@ impl Default for Settings {
             multi_accept: 100,
             listen_queue: 500,
             relay_yield: true,
+            idlers: 0,
             health_check: 0,
             health_check_send: None,
             health_check_expect: None,

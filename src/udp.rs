@@ -446,7 +446,7 @@ impl Relay<'_> {
             logging::debug(1, || format!("UDP: no free connection slot for {peer}"));
             return None;
         };
-        let connected = admitted.connect(&self.shared.admission, |b, t| {
+        let connected = admitted.connect(&self.shared.admission, None, |b, t| {
             (t, upstream::server_host(b, t))
         });
         let Some(Connected {
@@ -555,6 +555,7 @@ impl Relay<'_> {
             &mut s.attempt,
             next,
             &self.shared.admission,
+            None,
             |_, t| t,
         );
         match moved {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::addr::Host;
+use crate::idle_pool::{Destination, IdlePool};
 use crate::logging;
 use crate::selection::{self, Attempt};
 use crate::state::connections::{state, Pair, PairCounters};
@@ -213,6 +214,20 @@ impl Dial {
         Dial::new(b, target, None, Transport::Stream)
     }
 
+    /// Where an idle connection made for this dial goes: a backend slot,
+    /// reached as any client would (no `transparent` source address).
+    /// `None` for a dial no idle connection can stand in for.
+    pub fn idle_destination(&self) -> Option<Destination> {
+        let Target::Backend(slot) = self.target else {
+            return None;
+        };
+        (self.transport == Transport::Stream && !self.opts.transparent).then(|| Destination {
+            slot,
+            host: self.host.clone(),
+            port: self.port,
+        })
+    }
+
     /// The connected socket (non-blocking).
     pub fn open(&self) -> io::Result<OwnedFd> {
         let invalid = |why| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
@@ -333,6 +348,7 @@ impl<'a> Admitted<'a> {
     pub fn connect<R>(
         self,
         admission: &Admission,
+        idle: Option<&IdlePool>,
         connected: impl FnOnce(&Balancer, Target) -> R,
     ) -> Option<Connected<'a, R>> {
         let Admitted {
@@ -340,7 +356,8 @@ impl<'a> Admitted<'a> {
             mut attempt,
             dial,
         } = self;
-        let value = connect_with_failover(&mut lease, &mut attempt, dial, admission, connected)?;
+        let value =
+            connect_with_failover(&mut lease, &mut attempt, dial, admission, idle, connected)?;
         Some(Connected {
             lease,
             attempt,
@@ -443,18 +460,26 @@ impl Drop for Lease<'_> {
 /// The socket goes into the lease's pair, and `connected` runs under the
 /// same lock for whatever else the caller needs from the table. `None` when
 /// no server is left. Stream connects count towards `pending_max` while
-/// they are in progress.
+/// they are in progress. With `idle`, a connection to the server that
+/// `idlers N` made in advance is used instead of a fresh connect when one
+/// is open.
 pub fn connect_with_failover<R>(
     lease: &mut Lease<'_>,
     attempt: &mut Attempt,
     mut dial: Option<Dial>,
     admission: &Admission,
+    idle: Option<&IdlePool>,
     connected: impl FnOnce(&Balancer, Target) -> R,
 ) -> Option<R> {
     while let Some(d) = dial.take() {
-        let result = {
-            let _pending = (d.transport == Transport::Stream).then(|| admission.connect_started());
-            d.open()
+        let ready = idle.and_then(|p| p.take(&d.idle_destination()?));
+        let result = match ready {
+            Some(socket) => Ok(socket),
+            None => {
+                let _pending =
+                    (d.transport == Transport::Stream).then(|| admission.connect_started());
+                d.open()
+            }
         };
         let now = sys::now_unix();
         let balancer = lease.balancer;
@@ -718,7 +743,7 @@ mod tests {
         let (adm, _r) = admission(10, 10);
         let a = admit(&m, &peer(), None, Transport::Stream, 100).unwrap();
         let (mut lease, mut attempt) = (a.lease, a.attempt);
-        let got = connect_with_failover(&mut lease, &mut attempt, a.dial, &adm, |b, t| {
+        let got = connect_with_failover(&mut lease, &mut attempt, a.dial, &adm, None, |b, t| {
             (t, server_host(b, t))
         });
         assert_eq!(got, Some((B1, Host::Ip("127.0.0.1".parse().unwrap()))));
@@ -737,7 +762,7 @@ mod tests {
         let (adm, _r) = admission(10, 10);
         let a = admit(&m, &peer(), None, Transport::Stream, 100).unwrap();
         let (mut lease, mut attempt) = (a.lease, a.attempt);
-        let got = connect_with_failover(&mut lease, &mut attempt, a.dial, &adm, |_, t| t);
+        let got = connect_with_failover(&mut lease, &mut attempt, a.dial, &adm, None, |_, t| t);
         assert_eq!(got, None);
         assert_eq!(lease.server(), None);
     }
@@ -762,7 +787,7 @@ mod tests {
         let (adm, _r) = admission(10, 10);
         let a = admit(&m, &peer(), None, Transport::Stream, 100).unwrap();
         let (mut lease, mut attempt) = (a.lease, a.attempt);
-        let got = connect_with_failover(&mut lease, &mut attempt, a.dial, &adm, |_, t| t);
+        let got = connect_with_failover(&mut lease, &mut attempt, a.dial, &adm, None, |_, t| t);
         assert_eq!(got, None);
         assert_eq!(adm.connecting.load(ORDER), 0);
         let b = lock(&m);

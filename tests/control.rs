@@ -195,7 +195,7 @@ fn errors_are_refused_with_a_clear_reply() {
         "server 1 weight",
         "acl 12 permit 1.2.3.4",
         "no acl",
-        "idlers 4",
+        "idlers -1",
         "dummy",
         "block",
         "no block",

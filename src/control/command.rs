@@ -4,7 +4,7 @@
 //!
 //! Differences from pen 0.34.1: arguments must be well-formed (pen's `atoi`
 //! turned "abc" into 0); a command pen accepts but ignores or crashes on
-//! (`idlers N`, `dummy`, `peek`, `dsr_if`, `tarpit_acl N` for N >= 0, `block`,
+//! (`dummy`, `peek`, `dsr_if`, `tarpit_acl N` for N >= 0, `block`,
 //! `delayed_forward`, a missing argument) gets an error reply instead; error
 //! replies are one line starting with `error: `.
 
@@ -17,6 +17,9 @@ use crate::acl::{self, AclEntry};
 use crate::addr::{self, Host, Proto};
 use crate::proxy_protocol::Version;
 use crate::settings::{AcceptProxy, FastClose};
+
+/// The most idle upstream connections `idlers N` keeps.
+pub const MAX_IDLERS: usize = 10_000;
 
 /// A parsed command.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,7 +64,8 @@ pub enum Command {
     Write(Option<PathBuf>),
     Source(IpAddr),
     NoSource,
-    Idlers,
+    /// `idlers [N]`: `None` queries.
+    Idlers(Option<usize>),
     TarpitAcl,
     /// The metrics in Prometheus' text format.
     Metrics,
@@ -354,15 +358,13 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             }),
             _ => return Err(invalid("accept_proxy: expected 'on', 'on ACL' or 'off'")),
         }),
-        "idlers" => match arg {
-            None => Command::Idlers,
-            Some(a) if int(first, a)? <= 0 => Command::Idlers,
-            Some(_) => {
-                return Err(invalid(
-                    "idlers: pre-connected idle connections are not supported",
-                ))
-            }
-        },
+        "idlers" => Command::Idlers(match arg {
+            None => None,
+            Some(a) => match usize::try_from(int(first, a)?) {
+                Ok(n) if n <= MAX_IDLERS => Some(n),
+                _ => return Err(invalid(format!("idlers: N must be from 0 to {MAX_IDLERS}"))),
+            },
+        }),
         "tarpit_acl" => match arg {
             // -1, the default, switches tarpitting off: nothing to refuse.
             None | Some("-1") => Command::TarpitAcl,

@@ -242,6 +242,9 @@ pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
             o.push_str(&format!("{name} {}\n", super::command::escape(t)));
         }
     }
+    if s.idlers > 0 {
+        o.push_str(&format!("idlers {}\n", s.idlers));
+    }
     match s.source {
         Some(ip) => o.push_str(&format!("source {ip}\n")),
         None => o.push_str("no source\n"),

@@ -153,7 +153,9 @@ fn numeric_replies() {
     assert_eq!(run(&mut b, "conn_max"), "500\n");
     assert_eq!(run(&mut b, "client_acl"), "0\n");
     assert_eq!(run(&mut b, "idle_timeout"), "Idle timeout: 0 seconds\n");
-    assert_eq!(run(&mut b, "idlers"), "Idlers: 0/0\n");
+    assert_eq!(run(&mut b, "idlers 3"), "");
+    assert_eq!(b.settings.idlers, 3);
+    b.settings.idlers = 0;
     assert_eq!(run(&mut b, "tarpit_acl"), "tarpit_acl = -1");
     assert_eq!(run(&mut b, "blacklist 7"), "7\n");
     b.running = true;
@@ -210,7 +212,11 @@ fn errors() {
         parse("client_acl 12"),
         Err(CommandError::Invalid(_))
     ));
-    assert!(matches!(parse("idlers 3"), Err(CommandError::Invalid(_))));
+    assert!(matches!(parse("idlers -1"), Err(CommandError::Invalid(_))));
+    assert!(matches!(
+        parse("idlers 10001"),
+        Err(CommandError::Invalid(_))
+    ));
     assert!(matches!(parse("dummy"), Err(CommandError::Invalid(_))));
     assert!(matches!(parse("no acl"), Err(CommandError::Invalid(_))));
     assert!(matches!(parse("source"), Err(CommandError::Invalid(_))));

@@ -160,7 +160,6 @@ impl<'a> Transaction<'a> {
             | Command::NoAcl(_)
             | Command::Source(_)
             | Command::NoSource
-            | Command::Idlers
             | Command::TarpitAcl
             | Command::Poll => self.setting(cmd),
             Command::Pid
@@ -169,6 +168,21 @@ impl<'a> Transaction<'a> {
             | Command::Log(None)
             | Command::MetricsListen(None) => {
                 queries::info_reply(&self.info, cmd).unwrap_or_default()
+            }
+            Command::Idlers(n) => {
+                if let Some(n) = n {
+                    if *n > 0 && self.info.udp {
+                        return Err(invalid(
+                            "idlers: idle upstream connections are for TCP; pen runs in UDP mode (-U)",
+                        ));
+                    }
+                    self.setting(cmd);
+                }
+                format!(
+                    "Idlers: {}/{}\n",
+                    self.shared.idlers.len(),
+                    self.staged.settings.idlers
+                )
             }
             Command::SendProxy(Some(v)) => {
                 if v.is_some() && self.info.udp {
@@ -470,6 +484,9 @@ impl<'a> Transaction<'a> {
             shared.sync_limits(&b);
         }
         crate::health::start_if_enabled(shared);
+        crate::idlers::start_if_wanted(shared);
+        // A server or setting may have changed: the idlers follow.
+        shared.idlers.wake();
         for effect in effects {
             match effect {
                 Effect::RequestLog(sink) => request_log::install(sink),
@@ -663,7 +680,12 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
             b.settings.source = None;
             String::new()
         }
-        Command::Idlers => "Idlers: 0/0\n".to_string(),
+        Command::Idlers(n) => {
+            if let Some(n) = n {
+                b.settings.idlers = *n;
+            }
+            String::new()
+        }
         Command::TarpitAcl => "tarpit_acl = -1".to_string(),
         Command::Poll => String::new(),
         Command::Servers

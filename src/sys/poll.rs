@@ -9,6 +9,8 @@ pub const OUT: i16 = libc::POLLOUT;
 pub const ERR: i16 = libc::POLLERR;
 pub const HUP: i16 = libc::POLLHUP;
 pub const NVAL: i16 = libc::POLLNVAL;
+/// The peer shut down its sending side (Linux).
+pub const RDHUP: i16 = libc::POLLRDHUP;
 
 /// One entry of a pollfd array; layout-identical to `libc::pollfd`.
 ///
