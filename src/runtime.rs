@@ -55,6 +55,9 @@ pub enum AcceptorRequest {
     /// `drain [SECONDS]`: stop taking clients, exit once the live ones end
     /// (or after SECONDS, `drain_timeout` when `None`).
     Drain(Option<u64>),
+    /// SIGUSR2: the new process serves; close the control socket (the new
+    /// process has its own copy) and drain as for `drain`.
+    HandedOver,
     /// `exit` (with `-X`).
     Exit,
 }
