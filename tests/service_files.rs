@@ -7,6 +7,7 @@ mod common;
 use common::*;
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/systemd/pen.service");
+const SOCKET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/systemd/pen.socket");
 const OPENRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/openrc/pen");
 
 fn installed(program: &str) -> bool {
@@ -44,6 +45,29 @@ fn systemd_unit_verifies() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("pen.service"), "{err}");
+}
+
+#[test]
+fn systemd_socket_unit_verifies() {
+    let socket = std::fs::read_to_string(SOCKET).expect("read the socket unit");
+    // pen takes any name but `control` for its listener (tests/upgrade.rs).
+    assert_eq!(unit_value(&socket, "FileDescriptorName"), "listen");
+    assert_eq!(unit_value(&socket, "Service"), "pen.service");
+    if !installed("systemd-analyze") {
+        eprintln!("systemd-analyze not installed; unit verification skipped");
+        return;
+    }
+    let unit = std::fs::read_to_string(UNIT).expect("read the unit");
+    let dir = TempDir::new("socket-unit");
+    dir.file(
+        "pen.service",
+        &unit.replace("/usr/local/bin/pen", &PEN.to_string()),
+    );
+    let copy = dir.file("pen.socket", &socket);
+    let out = run("systemd-analyze", &["verify", copy.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("pen.socket"), "{err}");
 }
 
 #[test]
