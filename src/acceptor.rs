@@ -28,9 +28,14 @@ pub trait Handlers {
     fn metrics(&mut self, fd: OwnedFd, peer: PeerAddr);
     fn hangup(&mut self);
     fn statistics(&mut self);
-    /// SIGUSR2: start a new copy of pen on these sockets (none in UDP
-    /// mode, where the UDP thread holds the listener).
-    fn upgrade(&mut self, listeners: &[OwnedFd], control: Option<&OwnedFd>);
+    /// SIGUSR2: start a new copy of pen on these sockets (no listeners in
+    /// UDP mode, where the UDP thread holds the listener).
+    fn upgrade(
+        &mut self,
+        listeners: &[OwnedFd],
+        control: Option<&OwnedFd>,
+        metrics: Option<&OwnedFd>,
+    );
 }
 
 /// Why the loop ended.
@@ -138,7 +143,7 @@ pub fn run(
         }
         // A draining pen has no listeners to pass on.
         if sigs.contains(Signal::Usr2) && drain_until.is_none() {
-            handlers.upgrade(&listeners, control.as_ref());
+            handlers.upgrade(&listeners, control.as_ref(), metrics.as_ref());
         }
         let mut drain = sigs.contains(Signal::Quit).then_some(None);
         let mut exit = false;
@@ -155,6 +160,7 @@ pub fn run(
                 AcceptorRequest::Drain(secs) => drain = Some(secs.or(drain.flatten())),
                 AcceptorRequest::HandedOver => {
                     control = None;
+                    metrics = None;
                     spare = None;
                     drain = Some(drain.flatten());
                     replaced = true;

@@ -196,6 +196,10 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     let pool = WorkerPool::new(PAIR_STACK, PARKED_THREAD_LIFETIME);
     let shared = Shared::new(Balancer::default(), process_info(&cl), pool)
         .map_err(|e| fatal(format!("can't create the wake pipe: {e}")))?;
+    *shared
+        .inherited_metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = inherited.metrics.take();
     apply_steps(&shared, &cl.steps)?;
     if let Some(path) = &cl.config_file {
         let replies =
@@ -607,7 +611,12 @@ impl Handlers for Service {
         }
     }
 
-    fn upgrade(&mut self, listeners: &[OwnedFd], control: Option<&OwnedFd>) {
+    fn upgrade(
+        &mut self,
+        listeners: &[OwnedFd],
+        control: Option<&OwnedFd>,
+        metrics: Option<&OwnedFd>,
+    ) {
         use std::os::fd::AsFd;
         let Some(listener) = listeners.first() else {
             logging::message("upgrade (USR2): not available in UDP mode; still serving");
@@ -622,8 +631,12 @@ impl Handlers for Service {
             return;
         }
         let path = exe.path().display().to_string();
-        let started = match crate::upgrade::start(exe, listener.as_fd(), control.map(|c| c.as_fd()))
-        {
+        let started = match crate::upgrade::start(
+            exe,
+            listener.as_fd(),
+            control.map(|c| c.as_fd()),
+            metrics.map(|m| m.as_fd()),
+        ) {
             Ok(s) => s,
             Err(e) => {
                 logging::message(&format!("upgrade: can't start {path}: {e}; still serving"));

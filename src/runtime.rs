@@ -55,8 +55,9 @@ pub enum AcceptorRequest {
     /// `drain [SECONDS]`: stop taking clients, exit once the live ones end
     /// (or after SECONDS, `drain_timeout` when `None`).
     Drain(Option<u64>),
-    /// SIGUSR2: the new process serves; close the control socket (the new
-    /// process has its own copy) and drain as for `drain`.
+    /// SIGUSR2: the new process serves; close the control and metrics
+    /// sockets (the new process has its own copies) and drain as for
+    /// `drain`.
     HandedOver,
     /// `exit` (with `-X`).
     Exit,
@@ -91,6 +92,10 @@ pub struct Shared {
     /// Whether the health prober's thread runs (started the first time
     /// `health_check` is on once pen runs).
     pub prober_started: AtomicBool,
+    /// A metrics socket inherited at start-up (an upgrade, socket
+    /// activation): `metrics_listen` at start-up serves it instead of
+    /// binding.
+    pub inherited_metrics: Mutex<Option<OwnedFd>>,
     /// This value's own `Arc`, for threads started from a borrowed one.
     me: Weak<Shared>,
 }
@@ -123,6 +128,7 @@ impl Shared {
             #[cfg(feature = "tls")]
             tls_state: crate::tls::TlsState::default(),
             prober_started: AtomicBool::new(false),
+            inherited_metrics: Mutex::new(None),
             me: me.clone(),
         }))
     }

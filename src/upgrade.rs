@@ -26,11 +26,13 @@ const FIRST_FD: i32 = 3;
 pub enum Role {
     Listen,
     Control,
+    Metrics,
 }
 
 /// Assigns a role to each of `count` inherited descriptors from their
-/// names: `control` is the control port, any other name (systemd's
-/// default is the unit's name) the listener, of which there is one.
+/// names: `control` is the control port, `metrics` the metrics endpoint,
+/// any other name (systemd's default is the unit's name) the listener, of
+/// which there is one.
 pub fn roles(count: usize, names: Option<&str>) -> Result<Vec<Role>, String> {
     let names: Vec<&str> = names.map(|n| n.split(':').collect()).unwrap_or_default();
     if !names.is_empty() && names.len() != count {
@@ -42,10 +44,15 @@ pub fn roles(count: usize, names: Option<&str>) -> Result<Vec<Role>, String> {
     let roles: Vec<Role> = (0..count)
         .map(|i| match names.get(i) {
             Some(&"control") => Role::Control,
+            Some(&"metrics") => Role::Metrics,
             _ => Role::Listen,
         })
         .collect();
-    for (role, what) in [(Role::Listen, "listening"), (Role::Control, "control")] {
+    for (role, what) in [
+        (Role::Listen, "listening"),
+        (Role::Control, "control"),
+        (Role::Metrics, "metrics"),
+    ] {
         let n = roles.iter().filter(|r| **r == role).count();
         if n > 1 {
             return Err(format!(
@@ -61,6 +68,7 @@ pub fn roles(count: usize, names: Option<&str>) -> Result<Vec<Role>, String> {
 pub struct Inherited {
     pub listen: Option<OwnedFd>,
     pub control: Option<OwnedFd>,
+    pub metrics: Option<OwnedFd>,
     /// `PEN_READY_FD`: written once pen serves.
     pub ready: Option<OwnedFd>,
 }
@@ -117,6 +125,7 @@ pub fn take_inherited(udp: bool) -> Result<Inherited, String> {
         match role {
             Role::Listen => inherited.listen = Some(fd),
             Role::Control => inherited.control = Some(fd),
+            Role::Metrics => inherited.metrics = Some(fd),
         }
     }
     Ok(inherited)
@@ -168,18 +177,22 @@ pub struct Started {
     ready: OwnedFd,
 }
 
-/// Starts `exe` with `listen` and `control` as descriptors 3 and 4.
+/// Starts `exe` with `listen`, `control` and `metrics` (those given) as
+/// descriptors 3, 4, ...
 pub fn start(
     exe: &Executable,
     listen: BorrowedFd<'_>,
     control: Option<BorrowedFd<'_>>,
+    metrics: Option<BorrowedFd<'_>>,
 ) -> io::Result<Started> {
     let (ready_read, ready_write) = sys::process::pipe()?;
     let mut fds = vec![listen];
     let mut names = vec!["listen"];
-    if let Some(c) = control {
-        fds.push(c);
-        names.push("control");
+    for (fd, name) in [(control, "control"), (metrics, "metrics")] {
+        if let Some(fd) = fd {
+            fds.push(fd);
+            names.push(name);
+        }
     }
     let mut env = Vec::new();
     for (k, v) in std::env::vars_os() {
@@ -283,5 +296,9 @@ mod tests {
             .unwrap_err()
             .contains("LISTEN_FDNAMES"));
         assert!(roles(2, Some("control:control")).is_err());
+        assert_eq!(
+            roles(3, Some("listen:control:metrics")).unwrap(),
+            vec![Role::Listen, Role::Control, Role::Metrics]
+        );
     }
 }

@@ -25,7 +25,7 @@ struct Upgradable {
     dir: TempDir,
 }
 
-fn start_copy(listen: Option<&str>, backends: &[String]) -> Upgradable {
+fn start_copy(listen: Option<&str>, extra: &[&str], backends: &[String]) -> Upgradable {
     let dir = TempDir::new("upgrade");
     let exe = dir.join("pen");
     std::fs::copy(PEN.path(), &exe).expect("copy pen");
@@ -33,7 +33,8 @@ fn start_copy(listen: Option<&str>, backends: &[String]) -> Upgradable {
     let cport = free_port();
     let c = format!("127.0.0.1:{cport}");
     let p = pid_file.to_str().expect("a UTF-8 path").to_string();
-    let args = ["-u", "root", "-C", &c, "-p", &p];
+    let mut args = vec!["-u", "root", "-C", &c, "-p", &p];
+    args.extend_from_slice(extra);
     let pen = match listen {
         None => Pen::serve_program(&exe, &args, backends),
         Some(path) => {
@@ -112,7 +113,10 @@ fn finish_pair(mut s: Box<dyn ReadWrite>, seed: u64) {
 #[test]
 fn sigusr2_replaces_the_binary_without_refusing_a_client() {
     let b = Backend::farm(2, Behaviour::Echo);
-    let mut u = start_copy(None, &specs(&b));
+    let mport = free_port();
+    let metrics = format!("metrics_listen 127.0.0.1:{mport}");
+    let mut u = start_copy(None, &["-o", &metrics], &specs(&b));
+    wait_for_port(mport);
     let port = u.pen.port;
     let old = u.pen.pid();
     let connect = || -> std::io::Result<Box<dyn ReadWrite>> {
@@ -186,16 +190,30 @@ fn sigusr2_replaces_the_binary_without_refusing_a_client() {
     // The new process serves both sockets, and kept the pid file.
     assert_eq!(u.pid_in_file(), Some(new));
     assert!(ctl(u.cport, "mode").contains("roundrobin"), "control port");
+    assert!(
+        scrape(mport).contains("\npen_build_info{"),
+        "metrics endpoint"
+    );
     live_pair(connect);
     send_signal(new, "TERM");
     wait_gone(new);
     assert!(!u.pid_file.exists(), "the new process removes its pid file");
 }
 
+/// The metrics endpoint's reply to `GET /metrics`.
+fn scrape(port: u16) -> String {
+    let mut s = TcpStream::connect(local(port)).expect("connect to the metrics endpoint");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").expect("send");
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).expect("read");
+    reply
+}
+
 #[test]
 fn a_failing_new_binary_leaves_the_old_process_serving() {
     let b = Backend::farm(1, Behaviour::Echo);
-    let u = start_copy(None, &specs(&b));
+    let u = start_copy(None, &[], &specs(&b));
     let port = u.pen.port;
     let old = u.pen.pid();
     let echo = || {
@@ -234,7 +252,7 @@ fn a_unix_socket_listener_survives_the_handover() {
     let dir = TempDir::new("upgrade-unix");
     let sock = dir.join("pen.sock");
     let sock_arg = sock.to_str().expect("UTF-8").to_string();
-    let u = start_copy(Some(&sock_arg), &specs(&b));
+    let u = start_copy(Some(&sock_arg), &[], &specs(&b));
     let connect = || -> std::io::Result<Box<dyn ReadWrite>> {
         Ok(Box::new(std::os::unix::net::UnixStream::connect(&sock)?))
     };
