@@ -15,6 +15,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Copies `from` to `to` with cp(1): a file this multi-threaded test
+/// process had open for writing could still be open in a child that
+/// another test forks at that moment, and exec would fail with ETXTBSY.
+fn copy_executable(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("run cp");
+    assert!(status.success(), "cp {} {}", from.display(), to.display());
+}
+
 /// A pen started from a copy of the binary in a temporary directory, with
 /// a control port and a pid file.
 struct Upgradable {
@@ -28,7 +40,7 @@ struct Upgradable {
 fn start_copy(listen: Option<&str>, extra: &[&str], backends: &[String]) -> Upgradable {
     let dir = TempDir::new("upgrade");
     let exe = dir.join("pen");
-    std::fs::copy(PEN.path(), &exe).expect("copy pen");
+    copy_executable(PEN.path(), &exe);
     let pid_file = dir.join("pen.pid");
     let cport = free_port();
     let c = format!("127.0.0.1:{cport}");
@@ -61,8 +73,10 @@ impl Upgradable {
     /// Puts a new file at the path pen was started from, as a package
     /// upgrade does: written beside it, then renamed over it.
     fn replace_binary(&self, content: &[u8], mode: u32) {
+        let content_file = self.dir.join("content");
+        std::fs::write(&content_file, content).expect("write the new binary");
         let new = self.dir.join("pen.new");
-        std::fs::write(&new, content).expect("write the new binary");
+        copy_executable(&content_file, &new);
         std::fs::set_permissions(&new, std::fs::Permissions::from_mode(mode)).expect("chmod");
         std::fs::rename(&new, &self.exe).expect("rename over the binary");
     }
