@@ -28,6 +28,14 @@ pub trait Handlers {
     fn metrics(&mut self, fd: OwnedFd, peer: PeerAddr);
     fn hangup(&mut self);
     fn statistics(&mut self);
+    /// SIGUSR2: start a new copy of pen on these sockets (no listeners in
+    /// UDP mode, where the UDP thread holds the listener).
+    fn upgrade(
+        &mut self,
+        listeners: &[OwnedFd],
+        control: Option<&OwnedFd>,
+        metrics: Option<&OwnedFd>,
+    );
 }
 
 /// Why the loop ended.
@@ -64,7 +72,7 @@ enum Service {
 pub fn run(
     shared: &Arc<Shared>,
     mut listeners: Vec<OwnedFd>,
-    control: Option<OwnedFd>,
+    mut control: Option<OwnedFd>,
     handlers: &mut dyn Handlers,
 ) -> Stop {
     let multi_accept = shared.lock().settings.multi_accept.max(1);
@@ -133,6 +141,10 @@ pub fn run(
         if sigs.contains(Signal::Usr1) {
             handlers.statistics();
         }
+        // A draining pen has no listeners to pass on.
+        if sigs.contains(Signal::Usr2) && drain_until.is_none() {
+            handlers.upgrade(&listeners, control.as_ref(), metrics.as_ref());
+        }
         let mut drain = sigs.contains(Signal::Quit).then_some(None);
         let mut exit = false;
         let mut replaced = false;
@@ -146,6 +158,13 @@ pub fn run(
                     replaced = true;
                 }
                 AcceptorRequest::Drain(secs) => drain = Some(secs.or(drain.flatten())),
+                AcceptorRequest::HandedOver => {
+                    control = None;
+                    metrics = None;
+                    spare = None;
+                    drain = Some(drain.flatten());
+                    replaced = true;
+                }
                 AcceptorRequest::Metrics(new) => {
                     metrics = new;
                     replaced = true;

@@ -162,6 +162,11 @@ pub fn enter_chroot(dir: &Path) -> Result<(), DaemonError> {
 /// After a chroot the supplementary groups come from the jail's group file
 /// (usually absent: then only the primary group remains).
 pub fn drop_privileges(acct: &Account) -> Result<(), DaemonError> {
+    // A pen started by an upgrade (SIGUSR2) of one that had dropped its
+    // privileges already runs as the user, and may no longer change groups.
+    if acct.uid != 0 && process::getuid() == acct.uid && process::geteuid() == acct.uid {
+        return Ok(());
+    }
     process::initgroups(&acct.name, acct.gid).map_err(|source| DaemonError::InitGroups {
         user: acct.name.clone(),
         source,

@@ -41,6 +41,7 @@ pub mod sys;
 #[allow(unsafe_code)]
 pub mod tls;
 pub mod udp;
+pub mod upgrade;
 pub mod upstream;
 pub mod workers;
 

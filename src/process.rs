@@ -187,12 +187,19 @@ fn open_control(spec: &str, backlog: i32) -> Result<OwnedFd, Fatal> {
 }
 
 fn run(cl: CommandLine) -> Result<(), Fatal> {
+    // First, before any thread starts: the variables are removed here.
+    let mut inherited = crate::upgrade::take_inherited(cl.udp).map_err(fatal)?;
+    let executable = crate::upgrade::Executable::current();
     for n in &cl.notices {
         eprintln!("{n}");
     }
     let pool = WorkerPool::new(PAIR_STACK, PARKED_THREAD_LIFETIME);
     let shared = Shared::new(Balancer::default(), process_info(&cl), pool)
         .map_err(|e| fatal(format!("can't create the wake pipe: {e}")))?;
+    *shared
+        .inherited_metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner()) = inherited.metrics.take();
     apply_steps(&shared, &cl.steps)?;
     if let Some(path) = &cl.config_file {
         let replies =
@@ -234,19 +241,25 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     if cl.foreground {
         install_signals()?;
     }
-    let control = match &cl.control {
-        Some(spec) if sys::process::getuid() == 0 && cl.user.is_none() => {
+    let control = match (inherited.control.take(), &cl.control) {
+        (Some(inherited), _) => Some(inherited),
+        (None, Some(spec)) if sys::process::getuid() == 0 && cl.user.is_none() => {
             let _ = spec;
             logging::message(
                 "Won't open control port running as root; use -u to run as different user",
             );
             None
         }
-        Some(spec) => Some(open_control(spec, backlog)?),
-        None => None,
+        (None, Some(spec)) => Some(open_control(spec, backlog)?),
+        (None, None) => None,
     };
-    let listener = crate::listeners::open(&listen_addr, cl.udp, backlog)
-        .map_err(|e| fatal(crate::listeners::bind_error(&listen_spec, &e)))?;
+    // An inherited listener (socket activation, an upgrade) is used as it
+    // is: LISTEN still gives the default port of the servers.
+    let listener = match inherited.listen.take() {
+        Some(l) => l,
+        None => crate::listeners::open(&listen_addr, cl.udp, backlog)
+            .map_err(|e| fatal(crate::listeners::bind_error(&listen_spec, &e)))?,
+    };
     // doc/pen-0.34.1.md, "Start-up order", step 9: the TLS context, after the
     // listeners.
     #[cfg(feature = "tls")]
@@ -327,6 +340,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         filters: Arc::new(make_filter),
         control_clients: Arc::default(),
         control_reserve: control.as_ref().and_then(|_| control_reserve()),
+        executable,
     };
     // UDP mode: one relay thread serves the UDP listener (see crate::udp);
     // the acceptor keeps only the control socket and the signals.
@@ -337,9 +351,14 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     } else {
         vec![listener]
     };
+    // An upgrade's old process waits for this before it drains.
+    if let Some(ready) = inherited.ready.take() {
+        crate::upgrade::report_ready(ready);
+    }
     let stop = acceptor::run(&shared, listeners, control, &mut handlers);
     logging::debug(1, || format!("Quitting ({stop:?})"));
-    if let Some(p) = pid_file {
+    // After an upgrade the pid file names the new process.
+    if let Some(p) = pid_file.filter(|_| !HANDED_OVER.load(Ordering::Relaxed)) {
         p.remove();
     }
     let _ = std::io::stdout().flush();
@@ -472,6 +491,14 @@ fn spawn_handler(active: &'static AtomicUsize, name: &str, serve: impl FnOnce() 
     }
 }
 
+/// SIGUSR2: an upgrade is under way (one at a time).
+static UPGRADING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The new process serves: this one drains and leaves the pid file and any
+/// Unix socket file to it.
+static HANDED_OVER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How long a new process may take to serve before the upgrade is given up.
+const UPGRADE_DEADLINE: Duration = Duration::from_secs(10);
+
 /// A control connection to serve.
 type ControlJob = Box<dyn FnOnce() + Send>;
 
@@ -482,6 +509,8 @@ struct Service {
     /// The standing control thread, started with the control port, for
     /// when no thread can be started for a connection.
     control_reserve: Option<std::sync::mpsc::Sender<ControlJob>>,
+    /// What SIGUSR2 starts.
+    executable: Option<crate::upgrade::Executable>,
 }
 
 /// Starts the standing control thread: it serves, one at a time, the
@@ -580,6 +609,68 @@ impl Handlers for Service {
                     "config reload failed, running configuration kept: {e}"
                 ));
             }
+        }
+    }
+
+    fn upgrade(
+        &mut self,
+        listeners: &[OwnedFd],
+        control: Option<&OwnedFd>,
+        metrics: Option<&OwnedFd>,
+    ) {
+        use std::os::fd::AsFd;
+        let Some(listener) = listeners.first() else {
+            logging::message("upgrade (USR2): not available in UDP mode; still serving");
+            return;
+        };
+        let Some(exe) = &self.executable else {
+            logging::message("upgrade (USR2): can't tell the path pen was started from");
+            return;
+        };
+        if UPGRADING.swap(true, Ordering::AcqRel) {
+            logging::message("upgrade (USR2): one is already under way");
+            return;
+        }
+        let path = exe.path().display().to_string();
+        let started = match crate::upgrade::start(
+            exe,
+            listener.as_fd(),
+            control.map(|c| c.as_fd()),
+            metrics.map(|m| m.as_fd()),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                logging::message(&format!("upgrade: can't start {path}: {e}; still serving"));
+                UPGRADING.store(false, Ordering::Release);
+                return;
+            }
+        };
+        let pid = started.pid;
+        logging::message(&format!("upgrade: started {path} as process {pid}"));
+        let shared = Arc::clone(&self.shared);
+        let waiter = std::thread::Builder::new()
+            .name("pen-upgrade".into())
+            .stack_size(128 * 1024)
+            .spawn(move || match started.wait_ready(UPGRADE_DEADLINE) {
+                Ok(()) => {
+                    HANDED_OVER.store(true, Ordering::Release);
+                    logging::message(&format!("upgrade: process {pid} serves; draining this one"));
+                    shared.request(crate::runtime::AcceptorRequest::HandedOver);
+                }
+                Err(e) => {
+                    logging::message(&format!("upgrade failed: {e}; still serving"));
+                    UPGRADING.store(false, Ordering::Release);
+                }
+            });
+        if let Err(e) = waiter {
+            // Without a waiter nobody would drain this process: the new one
+            // is stopped, and this one serves on.
+            logging::message(&format!(
+                "upgrade: can't start a thread: {e}; still serving"
+            ));
+            crate::sys::process::kill(pid);
+            let _ = crate::sys::process::wait(pid, true);
+            UPGRADING.store(false, Ordering::Release);
         }
     }
 

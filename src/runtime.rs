@@ -56,6 +56,10 @@ pub enum AcceptorRequest {
     /// `drain [SECONDS]`: stop taking clients, exit once the live ones end
     /// (or after SECONDS, `drain_timeout` when `None`).
     Drain(Option<u64>),
+    /// SIGUSR2: the new process serves; close the control and metrics
+    /// sockets (the new process has its own copies) and drain as for
+    /// `drain`.
+    HandedOver,
     /// `exit` (with `-X`).
     Exit,
 }
@@ -97,6 +101,10 @@ pub struct Shared {
     /// Whether their maintainer's thread runs (started the first time
     /// `idlers` is above 0 once pen runs).
     pub idlers_started: AtomicBool,
+    /// A metrics socket inherited at start-up (an upgrade, socket
+    /// activation): `metrics_listen` at start-up serves it instead of
+    /// binding.
+    pub inherited_metrics: Mutex<Option<OwnedFd>>,
     /// This value's own `Arc`, for threads started from a borrowed one.
     me: Weak<Shared>,
 }
@@ -132,6 +140,7 @@ impl Shared {
             prober_started: AtomicBool::new(false),
             idlers: IdlePool::default(),
             idlers_started: AtomicBool::new(false),
+            inherited_metrics: Mutex::new(None),
             me: me.clone(),
         }))
     }

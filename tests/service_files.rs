@@ -1,4 +1,4 @@
-//! The service files in contrib/: the systemd unit passes
+//! The service files in contrib/: the systemd units pass
 //! `systemd-analyze verify` (where systemd is installed) and its command
 //! line starts a working pen; the OpenRC script passes `sh -n` and, where
 //! installed, shellcheck.
@@ -7,6 +7,7 @@ mod common;
 use common::*;
 
 const UNIT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/systemd/pen.service");
+const SOCKET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/systemd/pen.socket");
 const OPENRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/openrc/pen");
 
 fn installed(program: &str) -> bool {
@@ -24,26 +25,48 @@ fn unit_value(unit: &str, key: &str) -> String {
         .to_string()
 }
 
+/// Runs `systemd-analyze verify` on `name` (the service or the socket
+/// unit), with both units in a temporary directory and the service's
+/// ExecStart pointing at this build (verify wants the program to exist).
+fn verify(name: &str) {
+    if !installed("systemd-analyze") {
+        eprintln!("systemd-analyze not installed; unit verification skipped");
+        return;
+    }
+    let dir = TempDir::new("unit");
+    let unit = std::fs::read_to_string(UNIT).expect("read the unit");
+    dir.file(
+        "pen.service",
+        &unit.replace("/usr/local/bin/pen", &PEN.to_string()),
+    );
+    dir.file(
+        "pen.socket",
+        &std::fs::read_to_string(SOCKET).expect("read the socket unit"),
+    );
+    let path = dir.join(name);
+    let out = run("systemd-analyze", &["verify", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains(name), "{err}");
+}
+
 #[test]
 fn systemd_unit_verifies() {
     let unit = std::fs::read_to_string(UNIT).expect("read the unit");
     assert_eq!(unit_value(&unit, "ExecReload"), "/bin/kill -HUP $MAINPID");
     // Stopping drains (tests/drain.rs).
     assert_eq!(unit_value(&unit, "KillSignal"), "SIGQUIT");
-    if !installed("systemd-analyze") {
-        eprintln!("systemd-analyze not installed; unit verification skipped");
-        return;
-    }
-    // verify wants the ExecStart program to exist: point it at this build.
-    let dir = TempDir::new("unit");
-    let copy = dir.file(
-        "pen.service",
-        &unit.replace("/usr/local/bin/pen", &PEN.to_string()),
-    );
-    let out = run("systemd-analyze", &["verify", copy.to_str().unwrap()]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(!err.contains("pen.service"), "{err}");
+    verify("pen.service");
+}
+
+#[test]
+fn systemd_socket_unit_verifies() {
+    let socket = std::fs::read_to_string(SOCKET).expect("read the socket unit");
+    // pen takes any name but `control` and `metrics` for its listener
+    // (tests/upgrade.rs).
+    assert_eq!(unit_value(&socket, "FileDescriptorName"), "listen");
+    assert_eq!(unit_value(&socket, "Service"), "pen.service");
+    verify("pen.socket");
 }
 
 #[test]

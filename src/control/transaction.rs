@@ -373,7 +373,20 @@ impl<'a> Transaction<'a> {
             .map_err(|e| invalid(format!("metrics_listen: {e}")))?;
         if self.info.metrics_listen.as_deref() != Some(spec) {
             let backlog = self.staged.settings.listen_queue;
-            let fd = listeners::open(&addr, false, backlog).map_err(|e| {
+            let inherited = (self.origin == Origin::Startup)
+                .then(|| {
+                    self.shared
+                        .inherited_metrics
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .take()
+                })
+                .flatten();
+            let opened = match inherited {
+                Some(fd) => Ok(fd),
+                None => listeners::open(&addr, false, backlog),
+            };
+            let fd = opened.map_err(|e| {
                 invalid(format!(
                     "metrics_listen: {}",
                     listeners::bind_error(spec, &e)

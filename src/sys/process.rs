@@ -230,6 +230,188 @@ pub fn exit_immediately(status: i32) -> ! {
     unsafe { libc::_exit(status) }
 }
 
+/// Takes ownership of descriptor `raw`, inherited from the process that
+/// started this one (`PEN_READY_FD`), and makes it close-on-exec.
+pub fn adopt_fd(raw: i32) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the flags of `raw`; EBADF if it is not open.
+    unsafe { syscall!(fcntl(raw, libc::F_GETFD))? };
+    // SAFETY: open, and handed to this process alone by its starter.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: a plain flag change on our descriptor.
+    unsafe { syscall!(fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC))? };
+    Ok(fd)
+}
+
+/// Sends SIGKILL to process `pid`.
+pub fn kill(pid: u32) {
+    // SAFETY: plain integers; a stale pid only yields ESRCH.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+/// The most descriptors [`spawn_with_fds`] passes on.
+pub const MAX_PASSED_FDS: usize = 8;
+
+/// Starts `path` with `argv` and `env` (plus `LISTEN_PID=` the new
+/// process's own pid, as socket activation wants), with `fds` moved to
+/// descriptors 3, 4, ... and every other descriptor of this process
+/// closed by exec (they are all close-on-exec). Returns the child's pid
+/// once the exec succeeded, or the exec's error (the child has then
+/// exited with status 127 and been reaped).
+///
+/// Between fork and exec the child only makes async-signal-safe calls:
+/// everything it needs is allocated before the fork.
+pub fn spawn_with_fds(
+    path: &CStr,
+    argv: &[CString],
+    env: &[CString],
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> io::Result<u32> {
+    if fds.len() > MAX_PASSED_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors",
+        ));
+    }
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    // The child's LISTEN_PID goes here; then the terminating null.
+    let pid_slot = env_ptrs.len();
+    env_ptrs.push(std::ptr::null());
+    env_ptrs.push(std::ptr::null());
+    let mut raw = [-1 as libc::c_int; MAX_PASSED_FDS];
+    for (r, fd) in raw.iter_mut().zip(fds) {
+        *r = fd.as_raw_fd();
+    }
+    let n = fds.len();
+    // The exec's errno comes back through this pipe; exec closes it.
+    let (err_read, err_write) = pipe()?;
+    // SAFETY: fork has no arguments. The child below only calls
+    // async-signal-safe functions (fcntl, dup2, sigprocmask, getpid, execve,
+    // write, _exit) on memory allocated before the fork.
+    let pid = unsafe { syscall!(fork())? };
+    if pid == 0 {
+        // SAFETY: see the fork above; each call takes plain integers or
+        // pointers to the child's own copies of the buffers built above.
+        unsafe {
+            let mut moved = [-1 as libc::c_int; MAX_PASSED_FDS];
+            // First above 3+n, so that no dup2 below overwrites a source.
+            for i in 0..n {
+                moved[i] = libc::fcntl(raw[i], libc::F_DUPFD_CLOEXEC, (3 + n) as libc::c_int);
+                if moved[i] < 0 {
+                    child_failed(err_write.as_raw_fd());
+                }
+            }
+            for (i, fd) in moved.iter().enumerate().take(n) {
+                // dup2's copy is not close-on-exec.
+                if libc::dup2(*fd, (3 + i) as libc::c_int) < 0 {
+                    child_failed(err_write.as_raw_fd());
+                }
+            }
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            let mut listen_pid = [0u8; 32];
+            format_listen_pid(&mut listen_pid, libc::getpid() as u32);
+            let mut envp = env_ptrs;
+            envp[pid_slot] = listen_pid.as_ptr().cast();
+            libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp.as_ptr());
+            child_failed(err_write.as_raw_fd());
+        }
+    }
+    drop(err_write);
+    let mut errno = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        // SAFETY: the buffer's tail is valid for 4 - got bytes.
+        let r = unsafe {
+            libc::read(
+                err_read.as_raw_fd(),
+                errno[got..].as_mut_ptr().cast(),
+                4 - got,
+            )
+        };
+        if r > 0 {
+            got += r as usize;
+        } else if r == 0 || io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            break;
+        }
+    }
+    if got == 4 {
+        let _ = wait(pid as u32, true);
+        return Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)));
+    }
+    Ok(pid as u32)
+}
+
+/// In a forked child: reports errno through `fd` and exits 127.
+fn child_failed(fd: libc::c_int) -> ! {
+    // SAFETY: errno is the thread's own; write and _exit are
+    // async-signal-safe and take a valid buffer.
+    unsafe {
+        let e = (*libc::__errno_location()).to_ne_bytes();
+        libc::write(fd, e.as_ptr().cast(), 4);
+        libc::_exit(127)
+    }
+}
+
+/// Writes `LISTEN_PID=<pid>` and a NUL into `buf` without allocating.
+fn format_listen_pid(buf: &mut [u8; 32], pid: u32) {
+    let prefix = b"LISTEN_PID=";
+    buf[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 10];
+    let mut len = 0;
+    let mut p = pid;
+    loop {
+        digits[len] = b'0' + (p % 10) as u8;
+        len += 1;
+        p /= 10;
+        if p == 0 {
+            break;
+        }
+    }
+    for i in 0..len {
+        buf[prefix.len() + i] = digits[len - 1 - i];
+    }
+    buf[prefix.len() + len] = 0;
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Status(i32),
+    Signal(i32),
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Status(s) => write!(f, "exit status {s}"),
+            Exit::Signal(s) => write!(f, "signal {s}"),
+        }
+    }
+}
+
+/// Reaps child `pid`: `Ok(None)` if it still runs and `block` is false.
+pub fn wait(pid: u32, block: bool) -> io::Result<Option<Exit>> {
+    let mut status: libc::c_int = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: status is a live local for waitpid to fill.
+        match unsafe { syscall!(waitpid(pid as libc::pid_t, &mut status, flags)) } {
+            Ok(0) => return Ok(None),
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Some(if libc::WIFEXITED(status) {
+        Exit::Status(libc::WEXITSTATUS(status))
+    } else {
+        Exit::Signal(libc::WTERMSIG(status))
+    }))
+}
+
 fn path_to_cstring(path: &OsStr) -> io::Result<CString> {
     CString::new(path.as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
@@ -255,6 +437,37 @@ mod tests {
     #[test]
     fn nul_in_user_name_is_an_error() {
         assert!(getpwnam("ro\0ot").is_err());
+    }
+
+    #[test]
+    fn listen_pid_is_formatted_without_allocating() {
+        for (pid, text) in [
+            (0, "0"),
+            (7, "7"),
+            (4194304, "4194304"),
+            (u32::MAX, "4294967295"),
+        ] {
+            let mut buf = [0xffu8; 32];
+            format_listen_pid(&mut buf, pid);
+            let s = CStr::from_bytes_until_nul(&buf).unwrap();
+            assert_eq!(s.to_str().unwrap(), format!("LISTEN_PID={text}"));
+        }
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error_and_a_real_one_runs() {
+        let argv = [CString::new("x").unwrap()];
+        let e = spawn_with_fds(c"/nonexistent/pen", &argv, &[], &[]).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        let argv = [
+            CString::new("sh").unwrap(),
+            CString::new("-c").unwrap(),
+            CString::new("test \"$LISTEN_PID\" = $$ && test -S /dev/fd/3").unwrap(),
+        ];
+        let (a, _b) = crate::sys::socket::socketpair().unwrap();
+        use std::os::fd::AsFd;
+        let pid = spawn_with_fds(c"/bin/sh", &argv, &[], &[a.as_fd()]).unwrap();
+        assert_eq!(wait(pid, true).unwrap(), Some(Exit::Status(0)));
     }
 
     #[test]

@@ -25,15 +25,18 @@ pub enum Signal {
     Int,
     /// Graceful drain (not in pen 0.34.1).
     Quit,
+    /// Binary upgrade (not in pen 0.34.1).
+    Usr2,
 }
 
 impl Signal {
-    const ALL: [Signal; 5] = [
+    const ALL: [Signal; 6] = [
         Signal::Hup,
         Signal::Usr1,
         Signal::Term,
         Signal::Int,
         Signal::Quit,
+        Signal::Usr2,
     ];
 
     fn number(self) -> libc::c_int {
@@ -43,6 +46,7 @@ impl Signal {
             Signal::Term => libc::SIGTERM,
             Signal::Int => libc::SIGINT,
             Signal::Quit => libc::SIGQUIT,
+            Signal::Usr2 => libc::SIGUSR2,
         }
     }
 

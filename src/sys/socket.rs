@@ -221,6 +221,66 @@ pub fn listen_unix(path: &Path, backlog: i32) -> io::Result<OwnedFd> {
     Ok(sock)
 }
 
+/// What an inherited socket is (systemd socket activation, `LISTEN_FDS`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InheritedKind {
+    /// SOCK_STREAM (else SOCK_DGRAM or something else).
+    pub stream: bool,
+    pub datagram: bool,
+    /// SO_ACCEPTCONN: a stream socket that is listening.
+    pub listening: bool,
+}
+
+fn int_option(fd: libc::c_int, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v/len are a valid out-buffer for an int option.
+    unsafe {
+        syscall!(getsockopt(
+            fd,
+            level,
+            name,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len
+        ))?
+    };
+    Ok(v)
+}
+
+/// Takes ownership of descriptor `raw`, inherited from the process that
+/// started this one, after checking that it is an open socket: sets it
+/// close-on-exec and non-blocking, and says what kind of socket it is.
+/// Each number must be adopted at most once (the caller's list is unique).
+pub fn adopt_inherited(raw: i32) -> io::Result<(OwnedFd, InheritedKind)> {
+    // SAFETY: F_GETFD only reads the flags of `raw`; EBADF if it is not open.
+    unsafe { syscall!(fcntl(raw, libc::F_GETFD))? };
+    let ty = int_option(raw, libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ENOTSOCK) {
+            io::Error::new(io::ErrorKind::InvalidInput, "not a socket")
+        } else {
+            e
+        }
+    })?;
+    let listening = int_option(raw, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0;
+    // SAFETY: `raw` is open (F_GETFD succeeded) and, by the activation
+    // protocol, given to this process alone; nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: plain flag changes on our descriptor.
+    unsafe { syscall!(fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC))? };
+    // SAFETY: as above.
+    let fl = unsafe { syscall!(fcntl(raw, libc::F_GETFL))? };
+    // SAFETY: as above.
+    unsafe { syscall!(fcntl(raw, libc::F_SETFL, fl | libc::O_NONBLOCK))? };
+    Ok((
+        fd,
+        InheritedKind {
+            stream: ty == libc::SOCK_STREAM,
+            datagram: ty == libc::SOCK_DGRAM,
+            listening,
+        },
+    ))
+}
+
 /// Accepts one connection in non-blocking, close-on-exec mode.
 pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, PeerAddr)> {
     // SAFETY: sockaddr_storage is plain old data.
