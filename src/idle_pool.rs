@@ -8,6 +8,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -51,6 +52,9 @@ pub struct Pruned {
 pub struct IdlePool {
     inner: Mutex<Inner>,
     changed: Condvar,
+    /// Mirrors `inner.idle.len()`, so that with no idlers (the default) a
+    /// new connection does not take the pool's lock.
+    held: AtomicUsize,
 }
 
 impl IdlePool {
@@ -65,6 +69,11 @@ impl IdlePool {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Whether the pool may hold a connection, read without its lock.
+    pub fn holds_any(&self) -> bool {
+        self.held.load(Ordering::Relaxed) > 0
     }
 
     /// Idle connections per slot, for spreading new ones.
@@ -101,6 +110,7 @@ impl IdlePool {
             return Err(socket);
         }
         g.idle.push(Idle { to, socket });
+        self.held.store(g.idle.len(), Ordering::Relaxed);
         Ok(())
     }
 
@@ -121,6 +131,7 @@ impl IdlePool {
             }
         }
         g.idle = kept;
+        self.held.store(g.idle.len(), Ordering::Relaxed);
         pruned
     }
 
@@ -141,6 +152,7 @@ impl IdlePool {
                 }
                 closed.push(socket);
             }
+            self.held.store(g.idle.len(), Ordering::Relaxed);
             if found.is_some() || !closed.is_empty() {
                 g.woken = true;
                 self.changed.notify_all();

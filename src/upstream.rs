@@ -472,7 +472,9 @@ pub fn connect_with_failover<R>(
     connected: impl FnOnce(&Balancer, Target) -> R,
 ) -> Option<R> {
     while let Some(d) = dial.take() {
-        let ready = idle.and_then(|p| p.take(&d.idle_destination()?));
+        let ready = idle
+            .filter(|p| p.holds_any())
+            .and_then(|p| p.take(&d.idle_destination()?));
         let result = match ready {
             Some(socket) => Ok(socket),
             None => {
