@@ -104,7 +104,7 @@ fn refused_server_is_blacklisted_and_clients_fail_over() {
 }
 
 /// The one end-to-end test of `-b`; the second arithmetic is unit-tested
-/// with an injected clock (src/servers.rs, `clock_tests`).
+/// with an injected clock (src/state/servers.rs, `clock_tests`).
 #[test]
 fn blacklisting_expires() {
     let b0 = Backend::start("S0", Behaviour::Name);
@@ -192,7 +192,7 @@ fn soft_and_hard_limits() {
 }
 
 /// The one end-to-end test of `-T`; the second arithmetic is unit-tested
-/// with an injected clock (src/clients.rs, `clock_tests`).
+/// with an injected clock (src/state/clients.rs, `clock_tests`).
 #[test]
 fn tracking_time_forgets_clients() {
     let b = Backend::farm(3, Behaviour::Name);

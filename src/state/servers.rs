@@ -115,7 +115,7 @@ pub struct Backend {
     pub port: u16,
     /// Soft limit (`maxc`); 0 = unlimited.
     pub max_conns: u32,
-    /// Hard limit for clients whose last server this is; see `select`.
+    /// Hard limit for clients whose last server this is; see `selection`.
     pub hard_limit: u32,
     pub weight: u32,
     pub prio: u32,
