@@ -120,7 +120,7 @@ impl Schedule {
             dial,
             send: s.health_check_send.clone(),
             expect: s.health_check_expect.clone(),
-            timeout: Duration::from_secs(s.connect_timeout.max(1) as u64),
+            timeout: s.connect_timeout(),
         })
     }
 }

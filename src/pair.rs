@@ -51,7 +51,7 @@ pub fn serve(
                     .is_none_or(|a| a.permits(peer.ip(), &b.geoip)),
             ),
         };
-        (accept, timeout_of(b.settings.connect_timeout))
+        (accept, b.settings.connect_timeout())
     };
     // The address the client connected to, when a PROXY header said it.
     let mut destination = None;
@@ -97,7 +97,7 @@ pub fn serve(
         let send_proxy = b
             .settings
             .send_proxy
-            .map(|v| (v, timeout_of(b.settings.connect_timeout)));
+            .map(|v| (v, b.settings.connect_timeout()));
         (opts, upstream::server_host(b, t), send_proxy)
     });
     let Some(Connected {
@@ -168,10 +168,6 @@ pub fn serve(
         filter.as_deref_mut().map(|f| f as &mut dyn Filter),
     );
     log_outcome(&peer, &outcome);
-}
-
-fn timeout_of(seconds: i64) -> Duration {
-    Duration::from_secs(u64::try_from(seconds).unwrap_or(1).max(1))
 }
 
 /// The ends a `send_proxy` header announces: the client, and the address

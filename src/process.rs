@@ -472,15 +472,16 @@ fn make_filter(shared: &Shared, peer: &PeerAddr, server: &Host) -> Option<Box<dy
 /// that scrapers cannot crowd out penctl).
 static METRICS_ACTIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs `serve` on a short-lived thread counted in `active`; beyond
+/// Serves a metrics connection on a short-lived thread; beyond
 /// [`MAX_CONTROL_CLIENTS`] of them the connection is closed at once.
-fn spawn_handler(active: &'static AtomicUsize, name: &str, serve: impl FnOnce() + Send + 'static) {
+fn spawn_metrics_handler(serve: impl FnOnce() + Send + 'static) {
+    let active = &METRICS_ACTIVE;
     if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONTROL_CLIENTS {
         active.fetch_sub(1, Ordering::AcqRel);
         return;
     }
     let spawned = std::thread::Builder::new()
-        .name(name.into())
+        .name("pen-metrics".into())
         .stack_size(256 * 1024)
         .spawn(move || {
             serve();
@@ -592,7 +593,7 @@ impl Handlers for Service {
 
     fn metrics(&mut self, fd: OwnedFd, peer: PeerAddr) {
         let shared = Arc::clone(&self.shared);
-        spawn_handler(&METRICS_ACTIVE, "pen-metrics", move || {
+        spawn_metrics_handler(move || {
             control::serve_metrics(&shared, fd, &peer);
         });
     }

@@ -157,6 +157,12 @@ pub const DEFAULT_CLIENTS_MAX: usize = 2048;
 pub const DEFAULT_CONN_MAX: usize = 500;
 
 impl Settings {
+    /// `-t` as a duration: what a connect, a probe or a PROXY header may
+    /// take (at least a second).
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.connect_timeout.max(1) as u64)
+    }
+
     /// The local address for an upstream socket to `server`, and whether
     /// IP_TRANSPARENT is needed for it: `source` wins over `transparent`
     /// (doc/pen-0.34.1.md, "Socket options"); either applies only when its

@@ -203,7 +203,7 @@ impl Dial {
                 // compatibility only.
                 nodelay: matches!(s.host, Host::Ip(_)),
             },
-            timeout: Duration::from_secs(st.connect_timeout.max(1) as u64),
+            timeout: st.connect_timeout(),
             transport,
         })
     }
