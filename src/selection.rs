@@ -56,6 +56,20 @@ pub fn available(b: &Balancer, i: usize, now: i64) -> bool {
     s.is_configured() && !s.is_blacklisted(now, b.settings.blacklist_time) && !is_down(b, s)
 }
 
+/// Direct server return's view of server `i`: its IPv4 address, if it has
+/// one, and whether it may be used now (not blacklisted, not down). The
+/// port does not matter: forwarded frames keep theirs.
+pub fn dsr_server(b: &Balancer, i: usize, now: i64) -> Option<(std::net::Ipv4Addr, bool)> {
+    let s = b.servers.backends.get(i)?;
+    let Host::Ip(IpAddr::V4(ip)) = s.host else {
+        return None;
+    };
+    Some((
+        ip,
+        !s.is_blacklisted(now, b.settings.blacklist_time) && !is_down(b, s),
+    ))
+}
+
 /// Down by the active health checks; while they are off no server is.
 fn is_down(b: &Balancer, s: &Backend) -> bool {
     b.settings.health_check > 0 && s.health.down

@@ -20,6 +20,7 @@ macro_rules! syscall {
 pub(crate) use syscall;
 
 pub mod netdb;
+pub mod packet;
 pub mod pipe;
 pub mod poll;
 pub mod process;
