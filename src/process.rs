@@ -134,9 +134,20 @@ fn build_servers(
     cl: &CommandLine,
     backends: &[String],
     listen_port: u16,
+    dsr_any_port: bool,
 ) -> Result<(), Fatal> {
     let proto = if cl.udp { Proto::Udp } else { Proto::Tcp };
     let parse = |s: &str| {
+        // DSR with a bare VIP (every port): a server without a port shows
+        // port 0, as in pen; its frames keep their own ports.
+        if dsr_any_port {
+            let spec = addr::parse_backend(s, 1, proto).map_err(|e| fatal(e.to_string()))?;
+            let defaulted = addr::parse_backend(s, 2, proto).is_ok_and(|d| d.port == 2);
+            return Ok(addr::BackendSpec {
+                port: if defaulted { 0 } else { spec.port },
+                ..spec
+            });
+        }
         addr::parse_backend(s, listen_port, proto).map_err(|e| {
             if s.contains("::") && !s.starts_with('[') {
                 fatal(format!("{e} (write IPv6 servers in brackets: [{s}])"))
@@ -229,7 +240,13 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
         Some(interface) => {
             let vip = crate::dsr::parse_vip(&listen_spec)
                 .map_err(|e| fatal(format!("listen address '{listen_spec}': {e}")))?;
-            build_servers(&shared, &cl, &backends, vip.port.unwrap_or(0))?;
+            build_servers(
+                &shared,
+                &cl,
+                &backends,
+                vip.port.unwrap_or(0),
+                vip.port.is_none(),
+            )?;
             let port =
                 crate::dsr::open(&interface, vip, cl.udp).map_err(|e| fatal(e.to_string()))?;
             (None, Some(port))
@@ -238,7 +255,7 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
             let proto = if cl.udp { Proto::Udp } else { Proto::Tcp };
             let listen_addr = addr::parse_listen(&listen_spec, proto)
                 .map_err(|e| fatal(format!("listen address '{listen_spec}': {e}")))?;
-            build_servers(&shared, &cl, &backends, listen_addr.port())?;
+            build_servers(&shared, &cl, &backends, listen_addr.port(), false)?;
             (Some(listen_addr), None)
         }
     };

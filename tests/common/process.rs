@@ -272,17 +272,19 @@ impl Pen {
 
     /// Spawns `program -f ARGS` without waiting for anything.
     pub fn spawn_program(program: impl AsRef<OsStr>, args: &[&str]) -> Pen {
+        let mut command = Command::new(program);
+        command.arg("-f").args(args);
+        Pen::spawn_command(command)
+    }
+
+    /// Spawns `command`, a pen command line complete with `-f` (run in a
+    /// test network's namespace, under `setpriv`, ...), without waiting
+    /// for anything. Its PID must be pen's.
+    pub fn spawn_command(mut command: Command) -> Pen {
         let dir = TempDir::new("pen");
         let out = std::fs::File::create(dir.join("stdout")).expect("create stdout file");
         let err = std::fs::File::create(dir.join("stderr")).expect("create stderr file");
-        let child = ChildGuard::spawn(
-            Command::new(program)
-                .arg("-f")
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(out)
-                .stderr(err),
-        );
+        let child = ChildGuard::spawn(command.stdin(Stdio::null()).stdout(out).stderr(err));
         Pen {
             child,
             port: 0,
