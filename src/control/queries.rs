@@ -126,8 +126,15 @@ pub(super) fn dsr_reply(b: &Balancer) -> Result<String, CommandError> {
     };
     Ok(format!(
         "{}\nforwarded {}\ndropped_no_server {}\ndropped_no_mac {}\ndropped_unsendable {}\n\
-         tarpit {tarpit} tarpitted {}\narp_replies {}\n",
-        c.description, c.forwarded, c.no_server, c.no_mac, c.unsendable, c.tarpitted, c.arp_replies
+         dropped_queue_full {}\ntarpit {tarpit} tarpitted {}\narp_replies {}\n",
+        c.description,
+        c.forwarded,
+        c.no_server,
+        c.no_mac,
+        c.unsendable,
+        c.queue_full,
+        c.tarpitted,
+        c.arp_replies
     ))
 }
 

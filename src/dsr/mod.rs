@@ -236,6 +236,7 @@ struct Tally {
     no_server: u64,
     no_mac: u64,
     unsendable: u64,
+    queue_full: u64,
     tarpitted: u64,
     arp_replies: u64,
 }
@@ -263,6 +264,7 @@ impl Tally {
             c.no_server += self.no_server;
             c.no_mac += self.no_mac;
             c.unsendable += self.unsendable;
+            c.queue_full += self.queue_full;
             c.tarpitted += self.tarpitted;
             c.arp_replies += self.arp_replies;
         }
@@ -342,6 +344,9 @@ impl<'a> Forwarder<'a> {
     /// Publishes the counters and reads the servers and settings again.
     fn refresh(&mut self) {
         let now = crate::sys::now_unix();
+        if let Ok(drops) = packet::take_drops(self.port.fd.as_fd()) {
+            self.tally.queue_full += drops;
+        }
         {
             let mut b = self.shared.lock();
             self.tally.publish(&mut b);

@@ -118,6 +118,9 @@ pub struct DsrCounters {
     /// Dropped: the interface would not take the frame (larger than its
     /// MTU, buffers full).
     pub unsendable: u64,
+    /// Dropped by the kernel before pen read them: the packet socket's
+    /// buffer was full (pen did not keep up).
+    pub queue_full: u64,
     /// SYNs answered by the tarpit.
     pub tarpitted: u64,
     /// ARP requests answered (for the VIP and for tarpit addresses).

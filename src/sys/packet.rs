@@ -33,6 +33,9 @@ pub struct Frame {
     pub vlan_tagged: bool,
 }
 
+/// The packet socket's receive buffer: some thousands of frames.
+const RECEIVE_BUFFER: libc::c_int = 4 << 20;
+
 /// `ETH_P_ALL` in network order, as `socket` and `bind` want it.
 fn all_protocols() -> u16 {
     (libc::ETH_P_ALL as u16).to_be()
@@ -81,6 +84,23 @@ pub fn open(name: &str) -> io::Result<(OwnedFd, Interface)> {
     }
     // The checksum state of each frame comes with it (PACKET_AUXDATA).
     set_int_option(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)?;
+    // Room for bursts while the thread waits for a core: beyond rmem_max
+    // with CAP_NET_ADMIN, else as far as rmem_max allows (best effort).
+    if set_int_option(
+        fd.as_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        RECEIVE_BUFFER,
+    )
+    .is_err()
+    {
+        let _ = set_int_option(
+            fd.as_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            RECEIVE_BUFFER,
+        );
+    }
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
     sll.sll_family = libc::AF_PACKET as u16;
@@ -161,4 +181,24 @@ pub fn send(fd: BorrowedFd<'_>, frame: &[u8]) -> io::Result<usize> {
     // SAFETY: passes a live buffer and its length; `fd` is borrowed.
     let n = unsafe { syscall!(send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0))? };
     Ok(n as usize)
+}
+
+/// Frames the kernel dropped because the packet socket `fd`'s receive
+/// buffer was full, since the last call (reading resets the count).
+pub fn take_drops(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // SAFETY: tpacket_stats is plain old data; all-zero is a valid value.
+    let mut stats: libc::tpacket_stats = unsafe { zeroed() };
+    let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: passes a live tpacket_stats and its size for the kernel to
+    // fill; `fd` is borrowed, so it stays open for the call.
+    unsafe {
+        syscall!(getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            libc::PACKET_STATISTICS,
+            (&mut stats as *mut libc::tpacket_stats).cast(),
+            &mut len
+        ))?
+    };
+    Ok(u64::from(stats.tp_drops))
 }
