@@ -395,13 +395,16 @@ fn the_tarpit_holds_connections_to_unused_addresses_and_the_vip_still_serves() {
     let Some(lab) = Lab::up(2, 0, &[]) else {
         return;
     };
-    let _pen = lab.pen(&[
-        "-o",
-        "acl 1 permit 192.0.2.200",
-        "-o",
-        "tarpit_acl 1",
-        "-o",
-        "dsr_if eth0",
+    // Set up from a -F file, as a `write` file would do it.
+    let dir = TempDir::new("dsr-tarpit");
+    let config = dir.file(
+        "pen.cfg",
+        "acl 1 permit 192.0.2.200\ntarpit_acl 1\ndsr_if eth0\n",
+    );
+    let config = config.display().to_string();
+    let pen = lab.pen(&[
+        "-F",
+        &config,
         &format!("{VIP}:80"),
         "192.0.2.21",
         "192.0.2.22",
@@ -429,6 +432,20 @@ except socket.timeout:
     assert_eq!(field(&dsr, "tarpit", "tarpitted"), 1, "{dsr}");
     assert_eq!(field(&dsr, "tarpit", "acl"), 1, "{dsr}");
     assert_eq!(lab.ctl("tarpit_acl"), "tarpit_acl = 1");
+    // `write` saves the three settings; read back on SIGHUP, the
+    // interface in use is no error.
+    lab.ctl(&format!("write {config}"));
+    let written = std::fs::read_to_string(&config).unwrap();
+    for line in ["\ntarpit_acl 1\n", "\ndsr_if eth0\n"] {
+        assert!(written.contains(line), "{line:?} not in {written}");
+    }
+    std::fs::write(&config, format!("{written}dsr_ip {LB}\n")).unwrap();
+    pen.signal("HUP");
+    wait_until(DEADLINE, "the reload to set dsr_ip", || {
+        lab.ctl("dsr_ip") == format!("{LB}\n")
+    });
+    assert!(!pen.stderr().contains("error"), "{}", pen.stderr());
+    lab.client(&["wait"]);
 }
 
 #[test]

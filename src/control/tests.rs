@@ -435,3 +435,21 @@ fn geoip_commands_parse() {
     };
     assert_eq!(e.to_string(), "deny country CN");
 }
+
+#[test]
+fn servers_lines_gain_frames_only_in_dsr_mode_and_dsr_is_an_error_without_it() {
+    let mut b = Balancer::default();
+    run(&mut b, "server 0 address 192.0.2.21 port 80");
+    let plain = servers_reply(&b);
+    assert!(plain.ends_with(" sx 0 rx 0\n"), "{plain}");
+    assert!(queries::dsr_reply(&b).is_err());
+    b.dsr = Some(Default::default());
+    b.servers.backends[0].frames = 7;
+    assert_eq!(
+        servers_reply(&b),
+        plain.replace("rx 0\n", "rx 0 frames 7\n")
+    );
+    let dsr = queries::dsr_reply(&b).unwrap();
+    assert!(dsr.contains("\nforwarded 0\n"), "{dsr}");
+    assert!(dsr.contains("\ntarpit off tarpitted 0\n"), "{dsr}");
+}
