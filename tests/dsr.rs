@@ -462,3 +462,18 @@ fn without_cap_net_raw_pen_says_so_in_one_line_and_exits_non_zero() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("CAP_NET_RAW"), "{err}");
 }
+
+#[test]
+fn an_interface_that_does_not_exist_is_one_line_and_exit_1() {
+    let (code, _, err) = common::run_pen(&[
+        "-f",
+        "-o",
+        "dsr_if nosuch0",
+        &format!("{VIP}:80"),
+        "192.0.2.21",
+    ]);
+    assert_eq!(code, Some(1));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Without CAP_NET_RAW the capability is what is missing first.
+    assert!(err.contains("dsr_if nosuch0: "), "{err}");
+}

@@ -356,6 +356,11 @@ impl<'a> Transaction<'a> {
                     "listen: changing the UDP listener at run time is not supported; restart pen",
                 ));
             }
+            if self.info.dsr_if.is_some() {
+                return Err(invalid(
+                    "listen: in direct server return mode the VIP is set at start-up; restart pen",
+                ));
+            }
             let backlog = self.staged.settings.listen_queue;
             let fd = listeners::open(&addr, false, backlog)
                 .map_err(|e| invalid(listeners::bind_error(spec, &e)))?;

@@ -448,6 +448,33 @@ mod tests {
     }
 
     #[test]
+    fn no_frame_of_any_length_or_content_panics() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..120 {
+            for round in 0..200 {
+                let mut f: Vec<u8> = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        seed as u8
+                    })
+                    .collect();
+                // Mostly frames that claim to be IPv4 or ARP.
+                if len >= 15 && round % 4 != 0 {
+                    let t: u16 = if round % 2 == 0 { 0x0800 } else { 0x0806 };
+                    f[12..14].copy_from_slice(&t.to_be_bytes());
+                    f[14] = 0x40 | (f[14] & 0x0f);
+                }
+                let _ = parse(&f);
+                let _ = tarpit_syn_ack(&f, &OUR_MAC);
+                let _ = fill_l4_checksum(&mut f);
+                let _ = destination_mac(&f);
+            }
+        }
+    }
+
+    #[test]
     fn short_and_foreign_frames_are_other() {
         assert_eq!(parse(&[0; 10]), Parsed::Other);
         let mut v6 = syn();
