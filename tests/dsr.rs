@@ -352,6 +352,8 @@ fn a_blacklisted_backend_gets_no_new_flows_and_other_clients_keep_their_server()
         "",
         "the interface in use is a no-op"
     );
+    let listen = lab.ctl("listen 127.0.0.1:8080");
+    assert!(listen.starts_with("error: listen: "), "{listen}");
     // Off the list: every client is back where it was.
     lab.ctl("server 1 blacklist 0");
     assert_eq!(map(&lab), before);
