@@ -434,6 +434,12 @@ except socket.timeout:
     assert_eq!(field(&dsr, "tarpit", "tarpitted"), 1, "{dsr}");
     assert_eq!(field(&dsr, "tarpit", "acl"), 1, "{dsr}");
     assert_eq!(lab.ctl("tarpit_acl"), "tarpit_acl = 1");
+    let metrics = lab.ctl("metrics");
+    assert!(
+        metrics.contains("\npen_dsr_tarpitted_total 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("\npen_dsr_frames_total{outcome=\"forwarded\"} "));
     // `write` saves the three settings; read back on SIGHUP, the
     // interface in use is no error.
     lab.ctl(&format!("write {config}"));
