@@ -1,0 +1,550 @@
+//! Several pen instances in front of the same servers, in the namespaced
+//! test network (tests/netns/testnet.sh): spread by ECMP routing, and
+//! taking over from each other by VRRP (keepalived, with the recipe in
+//! contrib/keepalived/). With `hash consistent` they agree on every client
+//! without sharing any state.
+//!
+//! The network: client 192.0.2.10 (and more addresses to play many
+//! clients), lb1 192.0.2.2 and lb2 192.0.2.3 (a pen each, servers in
+//! different orders), be1..be3 192.0.2.21..23 (python servers that answer
+//! with their name and the address of the pen that connected).
+
+mod common;
+
+use common::netns::TestNet;
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+const HOSTS: [&str; 6] = ["client", "lb1", "lb2", "be1", "be2", "be3"];
+const LB1: &str = "192.0.2.2";
+const LB2: &str = "192.0.2.3";
+/// The backends: host, address.
+const BACKENDS: [(&str, &str); 3] = [
+    ("be1", "192.0.2.21"),
+    ("be2", "192.0.2.22"),
+    ("be3", "192.0.2.23"),
+];
+const BACKEND_PORT: u16 = 8080;
+/// Each pen's control port, in its own namespace.
+const CONTROL: &str = "127.0.0.1:10080";
+
+/// A backend: writes "NAME PEER" (PEER: the pen that connected) and closes.
+const BACKEND: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[2], int(sys.argv[3])))
+s.listen(128)
+while True:
+    c, a = s.accept()
+    c.sendall(("%s %s\n" % (sys.argv[1], a[0])).encode())
+    c.close()
+"#;
+
+/// Clients: `ROUNDS` rounds of one connection from each source address to
+/// VIP:PORT, each printed as "SOURCE NAME PEER" or "SOURCE error WHY".
+const CLIENTS: &str = r#"
+import socket, sys
+vip, port, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+for _ in range(rounds):
+    for src in sys.argv[4:]:
+        try:
+            s = socket.socket()
+            s.settimeout(3)
+            s.bind((src, 0))
+            s.connect((vip, port))
+            data = b""
+            while True:
+                d = s.recv(100)
+                if not d:
+                    break
+                data += d
+            s.close()
+            print(src, data.decode().strip() or "closed", flush=True)
+        except OSError as e:
+            print(src, "error", e, flush=True)
+"#;
+
+/// The failover probe: kills PID, then connects to VIP:PORT from SOURCE
+/// (0.2 s per attempt) until a connection succeeds; prints "SECONDS NAME
+/// PEER", the time from the kill to that connection's reply.
+const FAILOVER: &str = r#"
+import os, signal, socket, sys, time
+vip, port, src, pid = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+os.kill(pid, signal.SIGKILL)
+start = time.monotonic()
+while time.monotonic() - start < 10:
+    try:
+        s = socket.socket()
+        s.settimeout(0.2)
+        s.bind((src, 0))
+        s.connect((vip, port))
+        data = s.recv(100).decode().strip()
+        s.close()
+        if data:
+            print("%.3f %s" % (time.monotonic() - start, data), flush=True)
+            sys.exit(0)
+    except OSError:
+        time.sleep(0.01)
+print("never")
+"#;
+
+/// `n` client addresses 192.0.2.101, .102, ...
+fn client_addresses(n: u8) -> Vec<String> {
+    (0..n).map(|i| format!("192.0.2.{}", 101 + i)).collect()
+}
+
+/// The network with its fixed addresses, or None (skipped).
+fn network() -> Option<TestNet> {
+    let net = TestNet::up(&HOSTS)?;
+    net.addr("client", &["192.0.2.10/24"]);
+    net.addr("lb1", &[&format!("{LB1}/24")]);
+    net.addr("lb2", &[&format!("{LB2}/24")]);
+    for (host, addr) in BACKENDS {
+        net.addr(host, &[&format!("{addr}/24")]);
+    }
+    Some(net)
+}
+
+/// Gives the client `sources` as extra addresses.
+fn add_clients(net: &TestNet, sources: &[String]) {
+    let cidrs: Vec<String> = sources.iter().map(|a| format!("{a}/24")).collect();
+    net.addr(
+        "client",
+        &cidrs.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+}
+
+/// Starts the three backends and waits until they listen.
+fn start_backends(net: &TestNet) -> Vec<ChildGuard> {
+    let port = BACKEND_PORT.to_string();
+    let guards = BACKENDS
+        .iter()
+        .map(|(host, addr)| {
+            let mut command = net.command(host, "python3");
+            command
+                .args(["-c", BACKEND, host, addr, &port])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+            ChildGuard::spawn(&mut command)
+        })
+        .collect();
+    for (host, _) in BACKENDS {
+        net.wait_listening(host, BACKEND_PORT);
+    }
+    guards
+}
+
+/// The backends as pen's server arguments, in the order of `hosts`.
+fn servers(hosts: &[&str]) -> Vec<String> {
+    hosts
+        .iter()
+        .map(|h| {
+            let (_, addr) = BACKENDS.iter().find(|(host, _)| host == h).unwrap();
+            format!("{addr}:{BACKEND_PORT}")
+        })
+        .collect()
+}
+
+/// lb1's servers in order, and lb2's in another.
+fn lb1_servers() -> Vec<String> {
+    servers(&["be1", "be2", "be3"])
+}
+fn lb2_servers() -> Vec<String> {
+    servers(&["be3", "be1", "be2"])
+}
+
+/// Starts pen in `host` with `hash consistent`, listening on `listen`
+/// (VIP:80), and waits until it listens.
+fn start_pen(net: &TestNet, host: &str, listen: &str, servers: &[String]) -> Pen {
+    let mut args = vec!["-u", "root", "-C", CONTROL, "-o", "hash consistent", listen];
+    args.extend(servers.iter().map(String::as_str));
+    let mut pen = Pen::spawn_command(&mut net.command(host, PEN), &args);
+    if let Err(code) = pen.wait_ready(|| net.listening(host, 80)) {
+        panic!("pen in {host} exited ({code:?}): {}", pen.stderr());
+    }
+    pen
+}
+
+/// Sends `cmd` to the control port of the pen in `host`; the reply.
+fn penctl(net: &TestNet, host: &str, cmd: &str) -> String {
+    let penctl = PENCTL.path().to_str().expect("a UTF-8 path");
+    let out = net.run(host, penctl, &[CONTROL, cmd]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// What one connection got: the backend and the pen instance (its address).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reply {
+    backend: String,
+    via: String,
+}
+
+/// `rounds` connections from each of `sources` to VIP:80 (all sources, then
+/// again); (source, reply) in order. Panics if any fails.
+fn connect_all(net: &TestNet, vip: &str, sources: &[String], rounds: u32) -> Vec<(String, Reply)> {
+    let rounds = rounds.to_string();
+    let mut args = vec!["-c", CLIENTS, vip, "80", &rounds];
+    args.extend(sources.iter().map(String::as_str));
+    let out = net.run("client", "python3", &args);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let replies: Vec<(String, Reply)> = text
+        .lines()
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words[..] {
+                [src, backend, via] if backend != "error" => (
+                    src.to_string(),
+                    Reply {
+                        backend: backend.to_string(),
+                        via: via.to_string(),
+                    },
+                ),
+                _ => panic!("a connection failed: {line}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        replies.len(),
+        sources.len() * rounds.parse::<usize>().unwrap()
+    );
+    replies
+}
+
+/// Each source's backends and the instances that served it.
+fn by_source(
+    replies: &[(String, Reply)],
+) -> BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> {
+    let mut map: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
+    for (src, reply) in replies {
+        let entry = map.entry(src.clone()).or_default();
+        entry.0.insert(reply.backend.clone());
+        entry.1.insert(reply.via.clone());
+    }
+    map
+}
+
+/// Each source's one backend; panics if a source reached two.
+fn placement(replies: &[(String, Reply)]) -> BTreeMap<String, String> {
+    by_source(replies)
+        .into_iter()
+        .map(|(src, (backends, vias))| {
+            assert_eq!(
+                backends.len(),
+                1,
+                "{src} reached {backends:?} (through {vias:?})"
+            );
+            (src, backends.into_iter().next().unwrap())
+        })
+        .collect()
+}
+
+/// ECMP: the client routes the VIP over lb1 and lb2 (contrib/ecmp's
+/// script, L4 hash), both hold it on lo. 400 connections from 100 client
+/// addresses are spread over both instances, and each address reaches the
+/// same backend every time, through either. Then be2 is taken out of both
+/// (through their control ports; it has another slot in each): only its
+/// clients move, and each to one backend, the same through both.
+#[test]
+fn ecmp_spreads_clients_and_both_instances_agree() {
+    let Some(net) = network() else {
+        return;
+    };
+    let vip = "203.0.113.1";
+    let sources = client_addresses(100);
+    add_clients(&net, &sources);
+    net.vip("lb1", &[vip]);
+    net.vip("lb2", &[vip]);
+    let route = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/ecmp/ecmp-route.sh");
+    net.run("client", "sh", &[route, vip, LB1, LB2]);
+    let routes = net.run("client", "ip", &["route", "show", vip]);
+    let routes = String::from_utf8_lossy(&routes.stdout);
+    assert!(
+        routes.contains(&format!("via {LB1}")) && routes.contains(&format!("via {LB2}")),
+        "{routes}"
+    );
+    let _backends = start_backends(&net);
+    let listen = format!("{vip}:80");
+    let _lb1 = start_pen(&net, "lb1", &listen, &lb1_servers());
+    let _lb2 = start_pen(&net, "lb2", &listen, &lb2_servers());
+
+    let before = connect_all(&net, vip, &sources, 4);
+    let through = |via: &str, replies: &[(String, Reply)]| {
+        replies.iter().filter(|(_, r)| r.via == via).count()
+    };
+    let (one, two) = (through(LB1, &before), through(LB2, &before));
+    println!("ECMP: lb1 served {one}, lb2 {two} of 400 connections");
+    assert_eq!(one + two, 400, "{before:?}");
+    assert!(one >= 100 && two >= 100, "lb1 {one}, lb2 {two}");
+    let both = by_source(&before)
+        .values()
+        .filter(|(_, vias)| vias.len() == 2)
+        .count();
+    println!("ECMP: {both} of 100 client addresses were served by both instances");
+    assert!(both >= 50, "only {both} addresses reached both instances");
+    let placed = placement(&before);
+    for (host, _) in BACKENDS {
+        let n = placed.values().filter(|b| *b == host).count();
+        assert!(n >= 10, "{host} got {n} of 100 clients: {placed:?}");
+    }
+
+    // be2 leaves both: slot 1 in lb1, slot 2 in lb2.
+    assert_eq!(penctl(&net, "lb1", "server 1 blacklist 3600"), "");
+    assert_eq!(penctl(&net, "lb2", "server 2 blacklist 3600"), "");
+    let after = connect_all(&net, vip, &sources, 4);
+    let moved = by_source(&after)
+        .iter()
+        .filter(|(src, (_, vias))| placed[*src] == "be2" && vias.len() == 2)
+        .count();
+    let now = placement(&after);
+    for (src, was) in &placed {
+        assert_ne!(now[src], "be2", "{src} still reaches be2");
+        if was != "be2" {
+            assert_eq!(&now[src], was, "{src} moved off a backend that stayed");
+        }
+    }
+    println!("ECMP: {moved} moved clients were served by both instances afterwards");
+    assert!(moved >= 5, "too few moved clients reached both instances");
+}
+
+/// keepalived started by a test in a namespace: `-n`, the parent in the
+/// foreground, `-P`, one VRRP child. Dropping it sends the parent SIGTERM
+/// (which drops the VIP and stops the child) and waits; what still runs
+/// after that is killed by PID.
+struct Keepalived {
+    parent: ChildGuard,
+    vrrp: u32,
+}
+
+impl Keepalived {
+    /// Starts keepalived in `host` with configuration `cfg`, config id
+    /// `host`, its pid files and log in `dir`.
+    fn start(net: &TestNet, host: &str, cfg: &Path, dir: &TempDir) -> Keepalived {
+        let log = std::fs::File::create(dir.join(format!("keepalived-{host}.log")))
+            .expect("create keepalived's log");
+        let parent_pid = dir.arg(&format!("keepalived-{host}.pid"));
+        let vrrp_pid = dir.join(format!("vrrp-{host}.pid"));
+        let mut command = net.command(host, "keepalived");
+        command
+            .args(["-n", "-l", "-D", "-G", "-P", "-i", host, "-f"])
+            .arg(cfg)
+            .args(["-p", &parent_pid, "-r"])
+            .arg(&vrrp_pid)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone a file handle"))
+            .stderr(log);
+        let mut parent = ChildGuard::spawn(&mut command);
+        let vrrp = wait_for(DEADLINE, "keepalived's VRRP child", || {
+            if let Some(status) = parent.exited() {
+                panic!("keepalived in {host} exited: {status}");
+            }
+            std::fs::read_to_string(&vrrp_pid).ok()?.trim().parse().ok()
+        });
+        Keepalived { parent, vrrp }
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        if let Ok(None) = self.parent.0.try_wait() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &self.parent.pid().to_string()])
+                .status();
+            poll_until(DEADLINE, || self.parent.exited().is_some());
+        }
+        // DaemonGuard kills it by PID if it outlived its parent.
+        drop(DaemonGuard(self.vrrp));
+    }
+}
+
+/// Whether keepalived is installed; says so when not.
+fn keepalived_installed() -> bool {
+    let found = std::process::Command::new("keepalived")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        println!("skipping: keepalived is not installed (apt-get install keepalived)");
+    }
+    found
+}
+
+/// The VRRP site of contrib/keepalived/keepalived.conf: lb1 and lb2 with
+/// VIP 192.0.2.100 by keepalived, both pens listening on it all the time.
+struct VrrpSite {
+    // Dropped in this order: keepalived, pens, backends, scratch, network.
+    keepalived: Vec<Keepalived>,
+    pens: BTreeMap<&'static str, Pen>,
+    _backends: Vec<ChildGuard>,
+    dir: TempDir,
+    net: TestNet,
+}
+
+const VRRP_VIP: &str = "192.0.2.100";
+
+impl VrrpSite {
+    fn up(sources: &[String]) -> Option<VrrpSite> {
+        if !keepalived_installed() {
+            return None;
+        }
+        let net = network()?;
+        add_clients(&net, sources);
+        for lb in ["lb1", "lb2"] {
+            // The standby's pen binds the VIP before it holds it.
+            net.sysctl(lb, &["net.ipv4.ip_nonlocal_bind=1"]);
+        }
+        let backends = start_backends(&net);
+        let listen = format!("{VRRP_VIP}:80");
+        let mut pens = BTreeMap::new();
+        pens.insert("lb1", start_pen(&net, "lb1", &listen, &lb1_servers()));
+        pens.insert("lb2", start_pen(&net, "lb2", &listen, &lb2_servers()));
+        let dir = TempDir::new("vrrp");
+        let keepalived = ["lb1", "lb2"]
+            .iter()
+            .map(|lb| {
+                let cfg = keepalived_config(&dir, lb);
+                Keepalived::start(&net, lb, &cfg, &dir)
+            })
+            .collect();
+        Some(VrrpSite {
+            keepalived,
+            pens,
+            _backends: backends,
+            dir,
+            net,
+        })
+    }
+
+    /// The instance that holds the VIP, once one does.
+    fn master(&self) -> &'static str {
+        wait_for(
+            Duration::from_secs(15),
+            "an instance to hold the VIP",
+            || {
+                ["lb1", "lb2"]
+                    .into_iter()
+                    .find(|lb| self.net.holds(lb, VRRP_VIP))
+            },
+        )
+    }
+
+    /// The transitions `lb`'s notify script logged so far.
+    fn transitions(&self, lb: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("vrrp-{lb}.log"))).unwrap_or_default()
+    }
+
+    /// Kills the pen in `lb` (by its PID, from the client's namespace) and
+    /// probes the VIP from `src` until a connection succeeds: the seconds
+    /// from the kill to the reply, and the reply.
+    fn fail_over(&self, lb: &str, src: &str) -> (f64, Reply) {
+        let pid = self.pens[lb].pid().to_string();
+        let out = self.net.run(
+            "client",
+            "python3",
+            &["-c", FAILOVER, VRRP_VIP, "80", src, &pid],
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        match words[..] {
+            [seconds, backend, via] => (
+                seconds.parse().expect("seconds"),
+                Reply {
+                    backend: backend.to_string(),
+                    via: via.to_string(),
+                },
+            ),
+            _ => panic!("no connection after the failover: {text}"),
+        }
+    }
+}
+
+fn other(lb: &str) -> &'static str {
+    if lb == "lb1" {
+        "lb2"
+    } else {
+        "lb1"
+    }
+}
+
+fn address_of(lb: &str) -> &'static str {
+    if lb == "lb1" {
+        LB1
+    } else {
+        LB2
+    }
+}
+
+/// contrib/keepalived/keepalived.conf with the scripts (copied into `dir`:
+/// keepalived runs only scripts that no one but root can change) and the
+/// logs in `dir`, and this build's penctl; written to `dir`, its path.
+fn keepalived_config(dir: &TempDir, lb: &str) -> PathBuf {
+    let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/keepalived");
+    for script in ["check_pen.sh", "notify_pen.sh"] {
+        std::fs::copy(contrib.join(script), dir.join(script)).expect("copy a script");
+    }
+    let recipe = std::fs::read_to_string(contrib.join("keepalived.conf")).expect("read the recipe");
+    let check = "/etc/keepalived/check_pen.sh 127.0.0.1:10080";
+    let notify = "/etc/keepalived/notify_pen.sh /var/log/pen-vrrp.log";
+    assert!(recipe.contains(check) && recipe.contains(notify));
+    let cfg = recipe
+        .replace(
+            check,
+            &format!("{} {CONTROL} {PENCTL}", dir.arg("check_pen.sh")),
+        )
+        .replace(
+            notify,
+            &format!(
+                "{} {}",
+                dir.arg("notify_pen.sh"),
+                dir.arg(&format!("vrrp-{lb}.log"))
+            ),
+        );
+    dir.file(&format!("keepalived-{lb}.conf"), &cfg)
+}
+
+/// VRRP: 50 clients connect to the VIP through the instance keepalived
+/// made master. Its pen is killed: within 3 s the other instance holds the
+/// VIP and serves new connections, and every client reaches the backend it
+/// had (consistent hashing, no shared state). keepalived's notify script
+/// logged the transitions.
+#[test]
+fn vrrp_moves_the_vip_and_clients_keep_their_backend() {
+    let sources = client_addresses(50);
+    let Some(mut site) = VrrpSite::up(&sources) else {
+        return;
+    };
+    let master = site.master();
+    let standby = other(master);
+    let before = connect_all(&site.net, VRRP_VIP, &sources, 1);
+    assert!(
+        before.iter().all(|(_, r)| r.via == address_of(master)),
+        "{before:?}"
+    );
+    let placed = placement(&before);
+
+    let (seconds, reply) = site.fail_over(master, &sources[0]);
+    println!("VRRP: {master}'s pen killed, {standby} served after {seconds:.3} s");
+    assert!(seconds < 3.0, "the failover took {seconds} s");
+    assert_eq!(reply.via, address_of(standby));
+    assert!(site.net.holds(standby, VRRP_VIP));
+    assert!(!site.net.holds(master, VRRP_VIP));
+
+    let after = connect_all(&site.net, VRRP_VIP, &sources, 1);
+    assert!(after.iter().all(|(_, r)| r.via == address_of(standby)));
+    assert_eq!(placement(&after), placed, "clients changed backends");
+
+    let log = site.transitions(master);
+    assert!(
+        log.contains("is now MASTER") && log.contains("is now FAULT"),
+        "{log}"
+    );
+    assert!(site.transitions(standby).contains("is now MASTER"));
+    // Stopped by SIGTERM, keepalived gives the VIP up.
+    site.keepalived.clear();
+    assert!(!site.net.holds(standby, VRRP_VIP));
+}
