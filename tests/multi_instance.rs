@@ -320,14 +320,14 @@ struct Keepalived {
 }
 
 impl Keepalived {
-    /// Starts keepalived in `host` with configuration `cfg`, config id
+    /// Starts keepalived (`program`) in `host` with configuration `cfg`, config id
     /// `host`, its pid files and log in `dir`.
-    fn start(net: &TestNet, host: &str, cfg: &Path, dir: &TempDir) -> Keepalived {
+    fn start(net: &TestNet, program: &str, host: &str, cfg: &Path, dir: &TempDir) -> Keepalived {
         let log = std::fs::File::create(dir.join(format!("keepalived-{host}.log")))
             .expect("create keepalived's log");
         let parent_pid = dir.arg(&format!("keepalived-{host}.pid"));
         let vrrp_pid = dir.join(format!("vrrp-{host}.pid"));
-        let mut command = net.command(host, "keepalived");
+        let mut command = net.command(host, program);
         command
             .args(["-n", "-l", "-D", "-G", "-P", "-i", host, "-f"])
             .arg(cfg)
@@ -360,15 +360,20 @@ impl Drop for Keepalived {
     }
 }
 
-/// Whether keepalived is installed; says so when not.
-fn keepalived_installed() -> bool {
-    let found = std::process::Command::new("keepalived")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
+/// keepalived (on PATH, or where Debian installs it), or None after one
+/// line saying it is not installed.
+fn keepalived_program() -> Option<&'static str> {
+    let found = ["keepalived", "/usr/sbin/keepalived"]
+        .into_iter()
+        .find(|p| {
+            std::process::Command::new(p)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok()
+        });
+    if found.is_none() {
         println!("skipping: keepalived is not installed (apt-get install keepalived)");
     }
     found
@@ -389,9 +394,7 @@ const VRRP_VIP: &str = "192.0.2.100";
 
 impl VrrpSite {
     fn up(sources: &[String]) -> Option<VrrpSite> {
-        if !keepalived_installed() {
-            return None;
-        }
+        let program = keepalived_program()?;
         let net = network()?;
         add_clients(&net, sources);
         for lb in ["lb1", "lb2"] {
@@ -408,7 +411,7 @@ impl VrrpSite {
             .iter()
             .map(|lb| {
                 let cfg = keepalived_config(&dir, lb);
-                Keepalived::start(&net, lb, &cfg, &dir)
+                Keepalived::start(&net, program, lb, &cfg, &dir)
             })
             .collect();
         Some(VrrpSite {
