@@ -68,13 +68,14 @@ for _ in range(rounds):
             print(src, "error", e, flush=True)
 "#;
 
-/// The failover probe: kills PID, then connects to VIP:PORT from SOURCE
+/// The failover probe: sends PID signal SIG (KILL: pen dies, STOP: it
+/// hangs), then connects to VIP:PORT from SOURCE
 /// (0.2 s per attempt) until a connection succeeds; prints "SECONDS NAME
-/// PEER", the time from the kill to that connection's reply.
+/// PEER", the time from the signal to that connection's reply.
 const FAILOVER: &str = r#"
 import os, signal, socket, sys, time
-vip, port, src, pid = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-os.kill(pid, signal.SIGKILL)
+vip, port, src, pid, sig = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+os.kill(pid, getattr(signal, "SIG" + sig))
 start = time.monotonic()
 while time.monotonic() - start < 10:
     try:
@@ -441,15 +442,16 @@ impl VrrpSite {
         std::fs::read_to_string(self.dir.join(format!("vrrp-{lb}.log"))).unwrap_or_default()
     }
 
-    /// Kills the pen in `lb` (by its PID, from the client's namespace) and
-    /// probes the VIP from `src` until a connection succeeds: the seconds
-    /// from the kill to the reply, and the reply.
-    fn fail_over(&self, lb: &str, src: &str) -> (f64, Reply) {
+    /// Sends the pen in `lb` signal `sig` (KILL or STOP; by its PID, from
+    /// the client's namespace) and probes the VIP from `src` until a
+    /// connection succeeds: the seconds from the signal to the reply, and
+    /// the reply.
+    fn fail_over(&self, lb: &str, sig: &str, src: &str) -> (f64, Reply) {
         let pid = self.pens[lb].pid().to_string();
         let out = self.net.run(
             "client",
             "python3",
-            &["-c", FAILOVER, VRRP_VIP, "80", src, &pid],
+            &["-c", FAILOVER, VRRP_VIP, "80", src, &pid, sig],
         );
         let text = String::from_utf8_lossy(&out.stdout);
         let words: Vec<&str> = text.split_whitespace().collect();
@@ -530,7 +532,7 @@ fn vrrp_moves_the_vip_and_clients_keep_their_backend() {
     );
     let placed = placement(&before);
 
-    let (seconds, reply) = site.fail_over(master, &sources[0]);
+    let (seconds, reply) = site.fail_over(master, "KILL", &sources[0]);
     println!("VRRP: {master}'s pen killed, {standby} served after {seconds:.3} s");
     assert!(seconds < 3.0, "the failover took {seconds} s");
     assert_eq!(reply.via, address_of(standby));
@@ -550,4 +552,63 @@ fn vrrp_moves_the_vip_and_clients_keep_their_backend() {
     // Stopped by SIGTERM, keepalived gives the VIP up.
     site.keepalived.clear();
     assert!(!site.net.holds(standby, VRRP_VIP));
+}
+
+/// The figures of README.md's "Running several instances", by hand:
+///   cargo test --test multi_instance -- --ignored --nocapture
+/// Five failovers after the active pen is killed and five after it is
+/// stopped (hangs), alternating between lb1 and lb2: the time from the
+/// signal to the first successful new connection through the VIP, and the
+/// share of 50 clients that kept their backend.
+#[test]
+#[ignore = "a measurement (about a minute), for the README"]
+fn vrrp_failover_figures() {
+    let sources = client_addresses(50);
+    let Some(mut site) = VrrpSite::up(&sources) else {
+        return;
+    };
+    let listen = format!("{VRRP_VIP}:80");
+    for sig in ["KILL", "STOP"] {
+        let (mut times, mut kept, mut total) = (Vec::new(), 0, 0);
+        for round in 0..5 {
+            let master = site.master();
+            let standby = other(master);
+            let placed = placement(&connect_all(&site.net, VRRP_VIP, &sources, 1));
+            let transitions = site.transitions(master).lines().count();
+            let (seconds, reply) = site.fail_over(master, sig, &sources[round]);
+            assert_eq!(reply.via, address_of(standby));
+            let now = placement(&connect_all(&site.net, VRRP_VIP, &sources, 1));
+            kept += placed.iter().filter(|(src, b)| now[*src] == **b).count();
+            total += placed.len();
+            println!("{sig} {master}: {standby} served after {seconds:.3} s");
+            times.push(seconds);
+            // The pen comes back, and its keepalived with it, as backup
+            // (nopreempt: the VIP stays where it is).
+            if sig == "KILL" {
+                let servers = if master == "lb1" {
+                    lb1_servers()
+                } else {
+                    lb2_servers()
+                };
+                site.pens.remove(master);
+                site.pens
+                    .insert(master, start_pen(&site.net, master, &listen, &servers));
+            } else {
+                site.pens[master].signal("CONT");
+            }
+            wait_until(DEADLINE, "the failed instance to be a backup again", || {
+                let log = site.transitions(master);
+                log.lines().count() > transitions
+                    && log
+                        .lines()
+                        .last()
+                        .is_some_and(|l| l.contains("is now BACKUP"))
+            });
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "{sig}: failover median {:.2} s (min {:.2}, max {:.2}); {kept} of {total} clients kept their backend",
+            times[2], times[0], times[4]
+        );
+    }
 }
