@@ -1,6 +1,8 @@
 #!/bin/sh
-# keepalived's notify script (notify in keepalived.conf): logs every VRRP
-# transition of the pen instance to syslog and, if given, to LOGFILE.
+# keepalived's notify script (notify in keepalived.conf): appends every
+# VRRP transition of the pen instance to LOGFILE (default
+# /var/log/pen-vrrp.log), one line each; keepalived itself reports them
+# to syslog.
 #
 #   notify_pen.sh [LOGFILE] TYPE NAME STATE PRIORITY
 #
@@ -9,7 +11,7 @@
 # pen needs nothing done: it listens on the address all the time.
 set -u
 
-log=
+log=/var/log/pen-vrrp.log
 if [ $# -ge 5 ]; then
     log=$1
     shift
@@ -19,9 +21,5 @@ if [ $# -lt 3 ]; then
     exit 2
 fi
 
-line="vrrp $1 $2 is now $3 (priority ${4:-?}) on $(uname -n)"
-logger -t pen-vrrp -p daemon.notice "$line" 2>/dev/null || true
-if [ -n "$log" ]; then
-    printf '%s %s\n' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$line" >>"$log"
-fi
-exit 0
+printf '%s vrrp %s %s is now %s (priority %s) on %s\n' \
+    "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$1" "$2" "$3" "${4:-?}" "$(uname -n)" >>"$log"
