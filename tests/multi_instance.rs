@@ -348,14 +348,21 @@ impl Keepalived {
     }
 }
 
-impl Drop for Keepalived {
-    fn drop(&mut self) {
+impl Keepalived {
+    /// Tells keepalived to stop (SIGTERM), without waiting.
+    fn terminate(&mut self) {
         if let Ok(None) = self.parent.0.try_wait() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &self.parent.pid().to_string()])
                 .status();
-            poll_until(DEADLINE, || self.parent.exited().is_some());
         }
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        self.terminate();
+        poll_until(DEADLINE, || self.parent.exited().is_some());
         // DaemonGuard kills it by PID if it outlived its parent.
         drop(DaemonGuard(self.vrrp));
     }
@@ -424,6 +431,14 @@ impl VrrpSite {
         })
     }
 
+    /// Stops both keepalived processes (both at once: each takes a while).
+    fn stop_keepalived(&mut self) {
+        for k in &mut self.keepalived {
+            k.terminate();
+        }
+        self.keepalived.clear();
+    }
+
     /// The instance that holds the VIP, once one does.
     fn master(&self) -> &'static str {
         wait_for(
@@ -465,6 +480,12 @@ impl VrrpSite {
             ),
             _ => panic!("no connection after the failover: {text}"),
         }
+    }
+}
+
+impl Drop for VrrpSite {
+    fn drop(&mut self) {
+        self.stop_keepalived();
     }
 }
 
@@ -550,7 +571,7 @@ fn vrrp_moves_the_vip_and_clients_keep_their_backend() {
     );
     assert!(site.transitions(standby).contains("is now MASTER"));
     // Stopped by SIGTERM, keepalived gives the VIP up.
-    site.keepalived.clear();
+    site.stop_keepalived();
     assert!(!site.net.holds(standby, VRRP_VIP));
 }
 
