@@ -186,9 +186,14 @@ struct Reply {
 
 /// `rounds` connections from each of `sources` to VIP:80 (all sources, then
 /// again); (source, reply) in order. Panics if any fails.
-fn connect_all(net: &TestNet, vip: &str, sources: &[String], rounds: u32) -> Vec<(String, Reply)> {
-    let rounds = rounds.to_string();
-    let mut args = vec!["-c", CLIENTS, vip, "80", &rounds];
+fn connect_all(
+    net: &TestNet,
+    vip: &str,
+    sources: &[String],
+    rounds: usize,
+) -> Vec<(String, Reply)> {
+    let count = rounds.to_string();
+    let mut args = vec!["-c", CLIENTS, vip, "80", &count];
     args.extend(sources.iter().map(String::as_str));
     let out = net.run("client", "python3", &args);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -208,10 +213,7 @@ fn connect_all(net: &TestNet, vip: &str, sources: &[String], rounds: u32) -> Vec
             }
         })
         .collect();
-    assert_eq!(
-        replies.len(),
-        sources.len() * rounds.parse::<usize>().unwrap()
-    );
+    assert_eq!(replies.len(), sources.len() * rounds);
     replies
 }
 
