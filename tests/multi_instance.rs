@@ -16,7 +16,7 @@ use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const HOSTS: [&str; 6] = ["client", "lb1", "lb2", "be1", "be2", "be3"];
 const LB1: &str = "192.0.2.2";
@@ -389,30 +389,48 @@ fn keepalived_program() -> Option<&'static str> {
     found
 }
 
-/// The VRRP site of contrib/keepalived/keepalived.conf: lb1 and lb2 with
-/// VIP 192.0.2.100 by keepalived, both pens listening on it all the time.
+/// Two pens under keepalived with one of the recipes in
+/// contrib/keepalived/, the backends, and the network.
 struct VrrpSite {
     // Dropped in this order: keepalived, pens, backends, scratch, network.
     keepalived: Vec<Keepalived>,
     pens: BTreeMap<&'static str, Pen>,
+    /// The address the pens listen on.
+    vip: &'static str,
     _backends: Vec<ChildGuard>,
     dir: TempDir,
     net: TestNet,
 }
 
+/// The VIP of contrib/keepalived/keepalived.conf.
 const VRRP_VIP: &str = "192.0.2.100";
 
 impl VrrpSite {
+    /// keepalived.conf: lb1 and lb2 share VIP 192.0.2.100, both pens
+    /// listen on it all the time.
     fn up(sources: &[String]) -> Option<VrrpSite> {
+        VrrpSite::start(sources, "keepalived.conf", VRRP_VIP, |net| {
+            for lb in ["lb1", "lb2"] {
+                // The standby's pen binds the VIP before it holds it.
+                net.sysctl(lb, &["net.ipv4.ip_nonlocal_bind=1"]);
+            }
+        })
+    }
+
+    /// Clients `sources`, pens listening on `vip`:80 after `prepare`, and
+    /// keepalived with `recipe`.
+    fn start(
+        sources: &[String],
+        recipe: &str,
+        vip: &'static str,
+        prepare: impl FnOnce(&TestNet),
+    ) -> Option<VrrpSite> {
         let program = keepalived_program()?;
         let net = network()?;
         add_clients(&net, sources);
-        for lb in ["lb1", "lb2"] {
-            // The standby's pen binds the VIP before it holds it.
-            net.sysctl(lb, &["net.ipv4.ip_nonlocal_bind=1"]);
-        }
+        prepare(&net);
         let backends = start_backends(&net);
-        let listen = format!("{VRRP_VIP}:80");
+        let listen = format!("{vip}:80");
         let mut pens = BTreeMap::new();
         pens.insert("lb1", start_pen(&net, "lb1", &listen, &lb1_servers()));
         pens.insert("lb2", start_pen(&net, "lb2", &listen, &lb2_servers()));
@@ -420,13 +438,14 @@ impl VrrpSite {
         let keepalived = ["lb1", "lb2"]
             .iter()
             .map(|lb| {
-                let cfg = keepalived_config(&dir, lb);
+                let cfg = keepalived_config(&dir, recipe, lb);
                 Keepalived::start(&net, program, lb, &cfg, &dir)
             })
             .collect();
         Some(VrrpSite {
             keepalived,
             pens,
+            vip,
             _backends: backends,
             dir,
             net,
@@ -441,7 +460,7 @@ impl VrrpSite {
         self.keepalived.clear();
     }
 
-    /// The instance that holds the VIP, once one does.
+    /// The instance that holds keepalived.conf's VIP, once one does.
     fn master(&self) -> &'static str {
         wait_for(
             Duration::from_secs(15),
@@ -460,7 +479,7 @@ impl VrrpSite {
     }
 
     /// Sends the pen in `lb` signal `sig` (KILL or STOP; by its PID, from
-    /// the client's namespace) and probes the VIP from `src` until a
+    /// the client's namespace) and probes the pens' VIP from `src` until a
     /// connection succeeds: the seconds from the signal to the reply, and
     /// the reply.
     fn fail_over(&self, lb: &str, sig: &str, src: &str) -> (f64, Reply) {
@@ -468,7 +487,7 @@ impl VrrpSite {
         let out = self.net.run(
             "client",
             "python3",
-            &["-c", FAILOVER, VRRP_VIP, "80", src, &pid, sig],
+            &["-c", FAILOVER, self.vip, "80", src, &pid, sig],
         );
         let text = String::from_utf8_lossy(&out.stdout);
         let words: Vec<&str> = text.split_whitespace().collect();
@@ -507,15 +526,15 @@ fn address_of(lb: &str) -> &'static str {
     }
 }
 
-/// contrib/keepalived/keepalived.conf with the scripts (copied into `dir`:
+/// contrib/keepalived/`recipe` with the scripts (copied into `dir`:
 /// keepalived runs only scripts that no one but root can change) and the
 /// logs in `dir`, and this build's penctl; written to `dir`, its path.
-fn keepalived_config(dir: &TempDir, lb: &str) -> PathBuf {
+fn keepalived_config(dir: &TempDir, recipe: &str, lb: &str) -> PathBuf {
     let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/keepalived");
     for script in ["check_pen.sh", "notify_pen.sh"] {
         std::fs::copy(contrib.join(script), dir.join(script)).expect("copy a script");
     }
-    let recipe = std::fs::read_to_string(contrib.join("keepalived.conf")).expect("read the recipe");
+    let recipe = std::fs::read_to_string(contrib.join(recipe)).expect("read the recipe");
     let check = "/etc/keepalived/check_pen.sh 127.0.0.1:10080";
     let notify = "/etc/keepalived/notify_pen.sh /var/log/pen-vrrp.log";
     assert!(recipe.contains(check) && recipe.contains(notify));
@@ -575,6 +594,112 @@ fn vrrp_moves_the_vip_and_clients_keep_their_backend() {
     // Stopped by SIGTERM, keepalived gives the VIP up.
     site.stop_keepalived();
     assert!(!site.net.holds(standby, VRRP_VIP));
+}
+
+/// The VIP behind ECMP.
+const ECMP_VIP: &str = "203.0.113.1";
+/// The next hops of contrib/keepalived/keepalived-ecmp.conf: lb1's, lb2's.
+const HOPS: [&str; 2] = ["192.0.2.4", "192.0.2.5"];
+
+/// contrib/keepalived/keepalived-ecmp.conf: both pens hold the VIP on lo,
+/// each host its next hop, and the client routes the VIP via both.
+fn ecmp_over_vrrp(sources: &[String]) -> Option<VrrpSite> {
+    let site = VrrpSite::start(sources, "keepalived-ecmp.conf", ECMP_VIP, |net| {
+        net.vip("lb1", &[ECMP_VIP]);
+        net.vip("lb2", &[ECMP_VIP]);
+    })?;
+    let net = &site.net;
+    wait_until(
+        Duration::from_secs(15),
+        "each instance to hold its next hop",
+        || net.holds("lb1", HOPS[0]) && net.holds("lb2", HOPS[1]),
+    );
+    let route = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/ecmp/ecmp-route.sh");
+    net.run("client", "sh", &[route, ECMP_VIP, HOPS[0], HOPS[1]]);
+    Some(site)
+}
+
+/// Whether the client's next hop `hop` leads to `lb`: `lb` holds it and
+/// its gratuitous ARP has reached the client.
+fn hop_leads_to(net: &TestNet, hop: &str, lb: &str) -> bool {
+    let out = net.run("client", "ip", &["neigh", "show", hop]);
+    net.holds(lb, hop) && String::from_utf8_lossy(&out.stdout).contains(&net.mac(lb))
+}
+
+/// ECMP over VRRP next hops (contrib/keepalived/keepalived-ecmp.conf):
+/// the client's route to the VIP goes via 192.0.2.4 (lb1's) and 192.0.2.5
+/// (lb2's), both instances serve. lb1's pen is killed: within 3 s its
+/// next hop leads to lb2, every new connection succeeds through lb2, and
+/// every client reaches the backend it had.
+#[test]
+fn ecmp_over_vrrp_next_hops_survives_a_dead_instance() {
+    let sources = client_addresses(50);
+    let Some(site) = ecmp_over_vrrp(&sources) else {
+        return;
+    };
+    let net = &site.net;
+    let before = connect_all(net, ECMP_VIP, &sources, 4);
+    for lb in [LB1, LB2] {
+        let n = before.iter().filter(|(_, r)| r.via == lb).count();
+        assert!(n >= 50, "{lb} served {n} of 200");
+    }
+    let placed = placement(&before);
+
+    assert!(!hop_leads_to(net, HOPS[0], "lb2"));
+    let killed = Instant::now();
+    site.pens["lb1"].signal("KILL");
+    wait_until(
+        Duration::from_secs(3),
+        "lb1's next hop to lead to lb2",
+        || hop_leads_to(net, HOPS[0], "lb2"),
+    );
+    println!(
+        "ECMP over VRRP: lb1's pen killed, its next hop led to lb2 after {:.3} s",
+        killed.elapsed().as_secs_f64()
+    );
+    let after = connect_all(net, ECMP_VIP, &sources, 4);
+    assert!(after.iter().all(|(_, r)| r.via == LB2), "{after:?}");
+    assert_eq!(placement(&after), placed, "clients changed backends");
+}
+
+/// The ECMP over VRRP figures of README.md, by hand (see
+/// [`vrrp_failover_figures`]): five times, lb1's pen is killed, the time
+/// until its next hop leads to lb2 and the share of 50 clients that kept
+/// their backend; then it comes back and takes its next hop back.
+#[test]
+#[ignore = "a measurement (about half a minute), for the README"]
+fn ecmp_over_vrrp_failover_figures() {
+    let sources = client_addresses(50);
+    let Some(mut site) = ecmp_over_vrrp(&sources) else {
+        return;
+    };
+    let listen = format!("{ECMP_VIP}:80");
+    let (mut times, mut kept, mut total) = (Vec::new(), 0, 0);
+    for _ in 0..5 {
+        let placed = placement(&connect_all(&site.net, ECMP_VIP, &sources, 4));
+        let killed = Instant::now();
+        site.pens["lb1"].signal("KILL");
+        wait_until(DEADLINE, "lb1's next hop to lead to lb2", || {
+            hop_leads_to(&site.net, HOPS[0], "lb2")
+        });
+        let seconds = killed.elapsed().as_secs_f64();
+        let now = placement(&connect_all(&site.net, ECMP_VIP, &sources, 4));
+        kept += placed.iter().filter(|(src, b)| now[*src] == **b).count();
+        total += placed.len();
+        println!("ECMP over VRRP: lb1's next hop led to lb2 after {seconds:.3} s");
+        times.push(seconds);
+        site.pens.remove("lb1");
+        site.pens
+            .insert("lb1", start_pen(&site.net, "lb1", &listen, &lb1_servers()));
+        wait_until(DEADLINE, "lb1 to take its next hop back", || {
+            hop_leads_to(&site.net, HOPS[0], "lb1")
+        });
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "ECMP over VRRP: failover median {:.2} s (min {:.2}, max {:.2}); {kept} of {total} clients kept their backend",
+        times[2], times[0], times[4]
+    );
 }
 
 /// The figures of README.md's "Running several instances", by hand:

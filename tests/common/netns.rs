@@ -129,6 +129,15 @@ impl TestNet {
             .any(|word| word.split('/').next() == Some(addr))
     }
 
+    /// The MAC address of `host`'s eth0 (lower case, as `ip` prints it).
+    pub fn mac(&self, host: &str) -> String {
+        let out = self.run(host, "ip", &["-br", "link", "show", "dev", "eth0"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        assert!(words.len() >= 3, "ip -br link: {text}");
+        words[2].to_string()
+    }
+
     fn script(&self, args: &[&str]) {
         let mut command = Command::new("sh");
         command.arg(script()).args(args);
