@@ -1,8 +1,10 @@
 //! Several pen instances in front of the same servers, in the namespaced
-//! test network (tests/netns/testnet.sh): spread by ECMP routing, and
-//! taking over from each other by VRRP (keepalived, with the recipe in
-//! contrib/keepalived/). With `hash consistent` they agree on every client
-//! without sharing any state.
+//! test network (tests/netns/testnet.sh): spread by ECMP routing
+//! (contrib/ecmp/), taking over from each other by VRRP (keepalived, with
+//! contrib/keepalived/keepalived.conf), and both at once
+//! (keepalived-ecmp.conf). With `hash consistent` they agree on every
+//! client without sharing any state. Two ignored tests measure the
+//! failover times that README.md quotes.
 //!
 //! The network: client 192.0.2.10 (and more addresses to play many
 //! clients), lb1 192.0.2.2 and lb2 192.0.2.3 (a pen each, servers in
@@ -69,9 +71,9 @@ for _ in range(rounds):
 "#;
 
 /// The failover probe: sends PID signal SIG (KILL: pen dies, STOP: it
-/// hangs), then connects to VIP:PORT from SOURCE
-/// (0.2 s per attempt) until a connection succeeds; prints "SECONDS NAME
-/// PEER", the time from the signal to that connection's reply.
+/// hangs), then connects to VIP:PORT from SOURCE (0.2 s per attempt) until
+/// a connection succeeds; prints "SECONDS NAME PEER", the time from the
+/// signal to that connection's reply.
 const FAILOVER: &str = r#"
 import os, signal, socket, sys, time
 vip, port, src, pid, sig = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
