@@ -581,7 +581,11 @@ fn vrrp_moves_the_vip_and_clients_keep_their_backend() {
     assert!(seconds < 3.0, "the failover took {seconds} s");
     assert_eq!(reply.via, address_of(standby));
     assert!(site.net.holds(standby, VRRP_VIP));
-    assert!(!site.net.holds(master, VRRP_VIP));
+    wait_until(
+        Duration::from_secs(3),
+        "the failed instance to drop the VIP",
+        || !site.net.holds(master, VRRP_VIP),
+    );
 
     let after = connect_all(&site.net, VRRP_VIP, &sources, 1);
     assert!(after.iter().all(|(_, r)| r.via == address_of(standby)));
