@@ -17,11 +17,12 @@ Subcommands:
                               and BASE.strace (strace -c -f)
   udpecho PORT                UDP server: answers every datagram with 200
                               bytes that start with the query's first 16
-  udpload PORT PID SOCKETS WINDOW SECONDS
-                              closed-loop UDP load: SOCKETS client sockets
-                              (ports), WINDOW queries of 60 bytes in flight
-                              on each; queries/s, loss, round-trip times and
-                              the CPU of PID (0: none) over the measured part
+  udpload PORT PID SOCKETS WINDOW SECONDS [RATE]
+                              UDP load from SOCKETS client sockets (ports),
+                              60-byte queries: closed loop with WINDOW in
+                              flight on each, or open loop at RATE queries/s;
+                              queries/s, loss, round-trip times and the CPU
+                              of PID (0: none) over the measured part
   openloop PORT PID MODE RATE SECONDS CONNS
                               open-loop HTTP load at RATE requests/s on /small
                               (MODE ka: over CONNS keep-alive connections,
@@ -313,11 +314,14 @@ def udp_echo(port):
         s.sendto(answer, addr)
 
 
-def udp_load(port, pid, nsockets, window, seconds):
-    """Closed-loop DNS-like load: every socket keeps `window` queries in
-    flight and sends the next one when an answer arrives. A query is lost
-    when it has no answer after LOST_AFTER seconds (then it is replaced).
-    The first second is a warm-up; figures cover the next `seconds`."""
+def udp_load(port, pid, nsockets, window, seconds, rate=0.0):
+    """DNS-like load from `nsockets` client sockets (ports). Closed loop
+    (rate 0): every socket keeps `window` queries in flight and sends the
+    next one when an answer arrives. Open loop (rate > 0): query k goes out
+    at k / rate seconds on socket k mod nsockets, whatever the answers do,
+    and its round trip counts from that time. A query with no answer after
+    one second is lost (in the closed loop it is then replaced). The first
+    second is a warm-up; the figures cover the next `seconds`."""
     lost_after = 1.0
     raise_nofile(nsockets + 100)
     ep = select.epoll()
@@ -331,34 +335,35 @@ def udp_load(port, pid, nsockets, window, seconds):
         s.setblocking(False)
         socks[s.fileno()] = s
         ep.register(s.fileno(), select.EPOLLIN)
+    fds = list(socks)
     seq = 0
-    inflight = {}  # seq -> (fd, send time)
-    rtts = []
-    sent = received = sent_measured = received_measured = lost = 0
-
-    def send(fd):
-        nonlocal seq, sent, sent_measured
-        seq += 1
-        t = time.monotonic_ns()
-        try:
-            socks[fd].send(seq.to_bytes(8, "little") + t.to_bytes(8, "little") + pad)
-        except OSError:
-            return  # counted as lost when it times out
-        finally:
-            inflight[seq] = (fd, t)
-        sent += 1
-        if measuring:
-            sent_measured += 1
-
+    inflight = {}  # seq -> (fd, send time ns, measured)
+    rtts, lags = [], []
+    sent = received = received_measured = lost = 0
     measuring = False
+
+    def send(fd, at_ns):
+        nonlocal seq, sent
+        seq += 1
+        inflight[seq] = (fd, at_ns, measuring)
+        sent += 1
+        try:
+            socks[fd].send(seq.to_bytes(8, "little") + at_ns.to_bytes(8, "little") + pad)
+        except OSError:
+            pass  # counted as lost when it times out
+
     start = time.monotonic()
+    start_ns = time.monotonic_ns()
     measure_from = start + 1.0
     end = measure_from + seconds
     c0 = t0 = None
-    for fd in socks:
-        for _ in range(window):
-            send(fd)
+    k = 0
+    if not rate:
+        for fd in fds:
+            for _ in range(window):
+                send(fd, time.monotonic_ns())
     next_sweep = start + lost_after
+    epfd = [ep.fileno()]
     while True:
         now = time.monotonic()
         if not measuring and now >= measure_from:
@@ -366,28 +371,39 @@ def udp_load(port, pid, nsockets, window, seconds):
             c0, t0 = cpu_ticks(pid), now
         if now >= end:
             break
-        for fd, _ev in ep.poll(0.05):
-            s = socks[fd]
+        wait = 0.05
+        if rate:
+            due = start + k / rate
+            while due <= now:
+                if measuring:
+                    lags.append(now - due)
+                send(fds[k % nsockets], start_ns + int(k / rate * 1e9))
+                k += 1
+                due = start + k / rate
+            wait = min(wait, due - now)
+        r, _, _ = select.select(epfd, [], [], wait)
+        events = ep.poll(0) if r else []
+        for fd, _ev in events:
             try:
-                data = s.recv(2048)
+                data = socks[fd].recv(2048)
             except OSError:
                 continue
-            k = int.from_bytes(data[:8], "little")
-            sent_at = inflight.pop(k, None)
-            if sent_at is None:
+            entry = inflight.pop(int.from_bytes(data[:8], "little"), None)
+            if entry is None:
                 continue  # answer to a query already counted as lost
             received += 1
-            if measuring:
+            if entry[2]:
                 received_measured += 1
-                rtts.append(time.monotonic_ns() - sent_at[1])
-            send(fd)
+                rtts.append(time.monotonic_ns() - entry[1])
+            if not rate:
+                send(fd, time.monotonic_ns())
         if now >= next_sweep:
-            # Replace queries with no answer for lost_after seconds.
             limit = time.monotonic_ns() - int(lost_after * 1e9)
-            for k in [k for k, (_fd, t) in inflight.items() if t < limit]:
-                fd, _t = inflight.pop(k)
+            for old in [q for q, (_fd, t, _m) in inflight.items() if t < limit]:
+                fd = inflight.pop(old)[0]
                 lost += 1
-                send(fd)
+                if not rate:
+                    send(fd, time.monotonic_ns())
             next_sweep = now + 0.2
     c1, t1 = cpu_ticks(pid), time.monotonic()
     # Drain: answers still on their way are not lost.
@@ -398,12 +414,16 @@ def udp_load(port, pid, nsockets, window, seconds):
                 data = socks[fd].recv(2048)
             except OSError:
                 continue
-            if inflight.pop(int.from_bytes(data[:8], "little"), None) is not None:
+            entry = inflight.pop(int.from_bytes(data[:8], "little"), None)
+            if entry is not None:
                 received += 1
+                if entry[2]:
+                    received_measured += 1  # answered, but after the window
     lost += len(inflight)
     for s in socks.values():
         s.close()
     rtts.sort()
+    lags.sort()
     elapsed = t1 - t0
     print(f"qps {received_measured / elapsed:.1f}")
     print(f"sent {sent}")
@@ -411,6 +431,9 @@ def udp_load(port, pid, nsockets, window, seconds):
     print(f"loss_pct {100.0 * lost / sent if sent else 0.0:.4f}")
     print_ms("p50_ms", percentile(rtts, 0.50) / 1e9 if rtts else None)
     print_ms("p99_ms", percentile(rtts, 0.99) / 1e9 if rtts else None)
+    print_ms("p999_ms", percentile(rtts, 0.999) / 1e9 if rtts else None)
+    if rate:
+        print_ms("lag_p99_ms", percentile(lags, 0.99))
     if pid and received_measured:
         print(f"cpu_per_100k {(c1 - c0) / HZ / received_measured * 100000:.4f}")
         print(f"cpu_pct {(c1 - c0) / HZ / elapsed * 100:.2f}")
@@ -654,6 +677,9 @@ METRICS = [
     ("u", "p99_ms", "p99 round trip ms", "low"),
     ("u", "cpu_per_100k", "CPU s / 100k queries", "low"),
     ("u", "cpu_pct", "CPU %", "low"),
+    ("u", "p999_ms", "p99.9 round trip ms", "low"),
+    ("u", "lag_p99_ms", "generator lag p99 ms", "low"),
+    ("u", "saturated_qps", "pen saturated, queries/s", ""),
     ("o", "saturated_ka_rps", "pen saturated, ka req/s", ""),
     ("o", "saturated_new_rps", "pen saturated, new conn/s", ""),
     ("o", "target_rate", "target requests/s", ""),
@@ -681,7 +707,7 @@ TITLES = {
     "tr": "(t) TLS resumed handshakes, {} key (openssl s_time -reuse)",
     "tk": "(t) TLS keep-alive, small responses, {} key (wrk -t2 -c50 over TLS)",
     "tc": "(t) TLS bulk: 100 MB bodies, {} key (curl, one connection)",
-    "u": "(u) UDP, 60-byte queries, 200-byte answers (closed loop)",
+    "u": "(u) UDP, 60-byte queries, 200-byte answers: {}",
     "o": "(o) open loop at a fixed rate: {}",
     "k": "(k) redis-benchmark SET+GET, 50 connections{}",
 }
@@ -702,6 +728,9 @@ def title(workload):
             return text.format("pen's saturated rates (wrk, once per run)")
         mode = "keep-alive" if param.startswith("ka") else "new connection per request"
         return text.format(f"{mode}, {param.lstrip('kanew')} % of pen's saturated rate")
+    if base == "u":
+        return text.format(f"open loop at {param} % of pen's closed-loop rate" if param
+                           else "closed loop, saturation")
     if base == "k":
         return text.format(f", -P {param[1:]}" if param else ", no pipelining")
     return text.format(param) if "{}" in text else text
@@ -896,7 +925,8 @@ def main(argv):
         udp_echo(int(argv[2]))
         return 0
     if cmd == "udpload":
-        udp_load(int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5]), float(argv[6]))
+        udp_load(int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5]), float(argv[6]),
+                 float(argv[7]) if len(argv) > 7 else 0.0)
         return 0
     if cmd == "openloop":
         open_loop(int(argv[2]), int(argv[3]), argv[4], float(argv[5]), float(argv[6]),

@@ -13,7 +13,8 @@ usage() {
 usage: bench/run.sh [options]
   -r, --rounds N       rounds (contenders interleaved in each round) [3]
   -d, --duration S     seconds per wrk run for (a) and (b) [10]
-  -q, --quick          smoke run: 1 round, 3 s runs, 3 bulk transfers
+  -q, --quick          smoke run: 1 round, 3 s runs, 3 bulk transfers, no
+                       10,000 idle pairs
   -w, --workloads LIST comma-separated subset of a,b,c,d,n,s,z,t,u,o,k
                        [a,b,c,d,n,s,z]; n: keep-alive (wrk -c10) with a
                        CPU-bound process pinned to the balancer's core;
@@ -29,9 +30,9 @@ usage: bench/run.sh [options]
 Environment: OURS (our pen binary) [target/release/pen], OURS_TLS (ours
   built with --features tls) [target/tls/release/pen], PEN [/usr/bin/pen],
   HAPROXY [haproxy], NGINX [nginx], BULK_FETCHES [10], IDLE_CONNS [2000],
-  IDLE_CONNS_LARGE [10000; 0: none], STARTUP_REPS [5], BALANCER_CPU [0],
+  IDLE_CONNS_LARGE [10000, or 0 with -q; 0: none], STARTUP_REPS [5], BALANCER_CPU [0],
   LOAD_CPU [1], TLS_KEYS [ec,rsa], TLS_CLIENTS [16], UDP_SOCKETS [100],
-  UDP_WINDOW [1], OPEN_RATES [25,50,75], OPEN_CONNS [50],
+  UDP_WINDOW [1], UDP_RATES [50], OPEN_RATES [25,50,75], OPEN_CONNS [50],
   REDIS_REQUESTS [20000 x duration], REDIS_PIPELINED_REQUESTS
   [150000 x duration].
 EOF
@@ -45,7 +46,6 @@ ROUNDS=3
 DURATION=10
 BULK_FETCHES=${BULK_FETCHES:-10}
 IDLE_CONNS=${IDLE_CONNS:-2000}
-IDLE_CONNS_LARGE=${IDLE_CONNS_LARGE:-10000}
 STARTUP_REPS=${STARTUP_REPS:-5}
 WORKLOADS=a,b,c,d,n,s,z
 CONTENDERS=
@@ -56,6 +56,7 @@ TLS_KEYS=${TLS_KEYS:-ec,rsa}
 TLS_CLIENTS=${TLS_CLIENTS:-16}
 UDP_SOCKETS=${UDP_SOCKETS:-100}
 UDP_WINDOW=${UDP_WINDOW:-1}
+UDP_RATES=${UDP_RATES:-50}
 OPEN_RATES=${OPEN_RATES:-25,50,75}
 OPEN_CONNS=${OPEN_CONNS:-50}
 NGINX_STREAM_MODULE=${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}
@@ -70,7 +71,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -r|--rounds) ROUNDS=$2; shift 2 ;;
         -d|--duration) DURATION=$2; shift 2 ;;
-        -q|--quick) ROUNDS=1; DURATION=3; BULK_FETCHES=3; shift ;;
+        -q|--quick) ROUNDS=1; DURATION=3; BULK_FETCHES=3; QUICK=1; shift ;;
         -w|--workloads) WORKLOADS=$2; shift 2 ;;
         -c|--contenders) CONTENDERS=$2; shift 2 ;;
         -o|--out) OUT=$2; shift 2 ;;
@@ -78,6 +79,13 @@ while [ $# -gt 0 ]; do
         *) usage >&2; exit 2 ;;
     esac
 done
+
+# 10,000 idle pairs (d@10000) take a while: not in a quick run unless asked.
+if [ -n "${QUICK:-}" ]; then
+    IDLE_CONNS_LARGE=${IDLE_CONNS_LARGE:-0}
+else
+    IDLE_CONNS_LARGE=${IDLE_CONNS_LARGE:-10000}
+fi
 
 wants() { # workload letter: is it in -w?
     case ",$WORKLOADS," in *,$1,*) return 0 ;; *) return 1 ;; esac
@@ -106,17 +114,21 @@ fi
 
 # 2,000 idle pairs need ~4,000 descriptors in the balancer and in the client,
 # 10,000 need ~20,000 (root may raise the hard limit).
-ulimit -Hn $((2 * IDLE_CONNS_LARGE + 1000)) 2>/dev/null || true
+want_fds=$((2 * IDLE_CONNS_LARGE + 1000))
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$want_fds" ]; then
+    ulimit -Hn "$want_fds" 2>/dev/null || true
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * IDLE_CONNS + 200)) ]; then
     echo "bench: ulimit -n $(ulimit -n) is too small for $IDLE_CONNS idle pairs" >&2
     exit 1
 fi
-if [ "$IDLE_CONNS_LARGE" -gt 0 ] && [ "$(ulimit -n)" != unlimited ] &&
+IDLE_NOTE=
+if wants d && [ "$IDLE_CONNS_LARGE" -gt 0 ] && [ "$(ulimit -n)" != unlimited ] &&
     [ "$(ulimit -n)" -lt $((2 * IDLE_CONNS_LARGE + 200)) ]; then
     # Without CAP_SYS_RESOURCE the hard limit stays: as many pairs as fit.
     fits=$((($(ulimit -n) - 200) / 2 / 100 * 100))
-    echo "bench: ulimit -n $(ulimit -n) is too small for $IDLE_CONNS_LARGE idle pairs; $fits instead" >&2
+    IDLE_NOTE="ulimit -n $(ulimit -n) is too small for $IDLE_CONNS_LARGE idle pairs; $fits instead"
     IDLE_CONNS_LARGE=$fits
     [ "$IDLE_CONNS_LARGE" -gt "$IDLE_CONNS" ] || IDLE_CONNS_LARGE=0
 fi
@@ -247,6 +259,13 @@ applies() {
 # Sets CMD to the command line of contender $1 listening on port $2.
 contender_cmd() {
     local name=$1 port=$2 backend i=0
+    # Sockets for SLOTS pairs, within ulimit -n (HAProxy refuses to start
+    # when its global maxconn needs more than twice that in descriptors).
+    local sockets=$((2 * SLOTS)) fd_limit
+    fd_limit=$(ulimit -n)
+    if [ "$fd_limit" != unlimited ] && [ "$sockets" -gt $((fd_limit - 100)) ]; then
+        sockets=$((fd_limit - 100))
+    fi
     case "$name" in
         ours|pen)
             local bin=$OURS extra=()
@@ -270,7 +289,7 @@ contender_cmd() {
             {
                 cat <<EOF
 global
-    maxconn $((2 * SLOTS))
+    maxconn $((2 * SLOTS > sockets / 2 ? sockets / 2 : 2 * SLOTS))
     nbthread 1
 defaults
     mode tcp
@@ -310,8 +329,8 @@ daemon off;
 master_process off;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-worker_rlimit_nofile $((2 * SLOTS + 100));
-events { worker_connections $((2 * SLOTS)); }
+worker_rlimit_nofile $((sockets + 50));
+events { worker_connections $sockets; }
 stream {
     upstream backends {
 EOF
@@ -451,7 +470,7 @@ run_idle() { # round contender
         [ "$n" -gt 0 ] || continue
         w=d
         [ "$n" = "$IDLE_CONNS" ] || w=d@$n
-        [ "$n" -lt 4000 ] || SLOTS=$((n + 100))
+        [ "$n" -lt 4000 ] || SLOTS=$((n + 50))
         start_contender "$name"
         SLOTS=4000
         out=$(taskset -c "$LOAD_CPU" python3 "$HELPER" idle "$TARGET_PORT" "$BALANCER_PID" "$n")
@@ -569,19 +588,42 @@ start_udp_backends() {
         }
     done
 }
-run_udp() { # round contender
-    local round=$1 name=$2 out
+# One UDP run through contender $2 (rate $4 queries/s, 0: closed loop).
+udp_once() { # round contender workload rate
+    local round=$1 name=$2 w=$3 rate=$4 out
     LISTEN_MODE=udp
     BACKENDS=(127.0.0.1:"$U1" 127.0.0.1:"$U2")
     DIRECT_PORT=$U1
     start_contender "$name"
     out=$(taskset -c "$LOAD_CPU" python3 "$HELPER" udpload "$TARGET_PORT" "${BALANCER_PID:-0}" \
-        "$UDP_SOCKETS" "$UDP_WINDOW" "$DURATION")
+        "$UDP_SOCKETS" "$UDP_WINDOW" "$DURATION" "$rate")
     stop_contender
     LISTEN_MODE=tcp
     BACKENDS=(127.0.0.1:"$B1" 127.0.0.1:"$B2")
     DIRECT_PORT=$B1
-    record_lines "$round" u "$name" "$out"
+    [ "$round" = 0 ] || record_lines "$round" "$w" "$name" "$out"
+    UDP_QPS=$(awk '$1 == "qps" { printf "%.0f", $2 }' <<<"$out")
+}
+# (u): saturation (closed loop), then fixed rates (UDP_RATES per cent of
+# pen's closed-loop rate, measured once before the rounds), where the round
+# trip times are not just the closed loop's own queueing.
+run_udp() { # round contender
+    local round=$1 name=$2 pct
+    udp_once "$round" "$name" u 0
+    IFS=, read -r -a pcts <<<"$UDP_RATES"
+    for pct in "${pcts[@]}"; do
+        udp_once "$round" "$name" "u@$pct" $((UDP_PEN_QPS * pct / 100))
+    done
+}
+measure_pen_udp() {
+    udp_once 0 pen u 0
+    UDP_PEN_QPS=${UDP_QPS:-0}
+    if [ "$UDP_PEN_QPS" -le 0 ]; then
+        echo "bench: pen's UDP saturation run failed" >&2
+        exit 1
+    fi
+    record 0 u pen saturated_qps "$UDP_PEN_QPS"
+    note "UDP: pen saturated at $UDP_PEN_QPS queries/s (closed loop)"
 }
 
 # (o) open loop: pen's saturated rates, measured once before the rounds with
@@ -751,13 +793,14 @@ note "pen benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): rounds $ROUNDS, wrk runs ${D
 note "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
 note "pinning: balancer on CPU $BALANCER_CPU; wrk, curl, python and both nginx on CPU $LOAD_CPU"
 note "ours: $OURS ($(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)); pen: $(dpkg-query -W -f='${Version}' pen 2>/dev/null || echo ?); haproxy: $("$HAPROXY" -v 2>/dev/null | awk 'NR == 1 { print $3 }')"
+[ -z "$IDLE_NOTE" ] || note "$IDLE_NOTE"
 wants t && note "ours with TLS: $OURS_TLS; TLS keys: $TLS_KEYS; $(openssl version)"
 wants k && note "$(redis-server --version | cut -d' ' -f1-3)"
 case " ${CONTENDER_LIST[*]} " in *" nginx "*)
     [ -r "$NGINX_STREAM_MODULE" ] || note "nginx: no stream module at $NGINX_STREAM_MODULE (apt-get install libnginx-mod-stream); left out" ;;
 esac
 wants t && make_tls_keys
-wants u && start_udp_backends
+wants u && start_udp_backends && measure_pen_udp
 wants k && start_redis
 wants o && measure_pen_saturation
 note "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
