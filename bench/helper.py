@@ -273,6 +273,12 @@ def kernel_stack_kib():
     return 0
 
 
+def own_cpu():
+    """CPU seconds (user + system) of this process so far."""
+    t = os.times()
+    return t.user + t.system
+
+
 def percentile(sorted_values, q):
     """Nearest-rank percentile of an already sorted list (None if empty)."""
     if not sorted_values:
@@ -368,7 +374,7 @@ def udp_load(port, pid, nsockets, window, seconds, rate=0.0):
         now = time.monotonic()
         if not measuring and now >= measure_from:
             measuring = True
-            c0, t0 = cpu_ticks(pid), now
+            c0, t0, g0 = cpu_ticks(pid), now, own_cpu()
         if now >= end:
             break
         wait = 0.05
@@ -405,7 +411,7 @@ def udp_load(port, pid, nsockets, window, seconds, rate=0.0):
                 if not rate:
                     send(fd, time.monotonic_ns())
             next_sweep = now + 0.2
-    c1, t1 = cpu_ticks(pid), time.monotonic()
+    c1, t1, g1 = cpu_ticks(pid), time.monotonic(), own_cpu()
     # Drain: answers still on their way are not lost.
     deadline = time.monotonic() + lost_after
     while inflight and time.monotonic() < deadline:
@@ -434,6 +440,7 @@ def udp_load(port, pid, nsockets, window, seconds, rate=0.0):
     print_ms("p999_ms", percentile(rtts, 0.999) / 1e9 if rtts else None)
     if rate:
         print_ms("lag_p99_ms", percentile(lags, 0.99))
+    print(f"generator_cpu_pct {(g1 - g0) / elapsed * 100:.1f}")
     if pid and received_measured:
         print(f"cpu_per_100k {(c1 - c0) / HZ / received_measured * 100000:.4f}")
         print(f"cpu_pct {(c1 - c0) / HZ / elapsed * 100:.2f}")
@@ -500,7 +507,7 @@ def open_loop(port, pid, mode, rate, seconds, nconns):
     while True:
         now = time.monotonic()
         if c0 is None and now >= measure_from:
-            c0 = cpu_ticks(pid)
+            c0, g0 = cpu_ticks(pid), own_cpu()
         due = start + k * interval
         while due <= now and due < end:
             measured = due >= measure_from
@@ -539,7 +546,7 @@ def open_loop(port, pid, mode, rate, seconds, nconns):
             due = start + k * interval
         if due >= end:
             if c1 is None:
-                c1, t_end = cpu_ticks(pid), now
+                c1, t_end, g1 = cpu_ticks(pid), now, own_cpu()
             outstanding = (sum(len(c[1]) for c in conns.values()) if mode == "ka"
                            else len(conns))
             if not outstanding or now > end + 2.0:
@@ -622,6 +629,7 @@ def open_loop(port, pid, mode, rate, seconds, nconns):
     print_ms("p99_ms", percentile(latencies, 0.99))
     print_ms("p999_ms", percentile(latencies, 0.999))
     print_ms("lag_p99_ms", percentile(lags, 0.99))
+    print(f"generator_cpu_pct {(g1 - g0) / elapsed * 100:.1f}")
     if pid:
         print(f"cpu_pct {(c1 - c0) / HZ / elapsed * 100:.2f}")
 
@@ -679,6 +687,7 @@ METRICS = [
     ("u", "cpu_pct", "CPU %", "low"),
     ("u", "p999_ms", "p99.9 round trip ms", "low"),
     ("u", "lag_p99_ms", "generator lag p99 ms", "low"),
+    ("u", "generator_cpu_pct", "generator CPU %", ""),
     ("u", "saturated_qps", "pen saturated, queries/s", ""),
     ("o", "saturated_ka_rps", "pen saturated, ka req/s", ""),
     ("o", "saturated_new_rps", "pen saturated, new conn/s", ""),
@@ -690,6 +699,7 @@ METRICS = [
     ("o", "cpu_pct", "balancer CPU %", "low"),
     ("o", "errors", "errors", "low"),
     ("o", "lag_p99_ms", "generator lag p99 ms", "low"),
+    ("o", "generator_cpu_pct", "generator CPU %", ""),
     ("k", "ops_rps", "operations/s", "high"),
     ("k", "p99_ms", "GET p99 ms", "low"),
     ("k", "cpu_per_100k", "CPU s / 100k ops", "low"),
