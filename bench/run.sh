@@ -4,8 +4,9 @@
 #
 # Needs: apt-get install pen haproxy nginx-light wrk curl openssl
 # libnginx-mod-stream redis-server redis-tools (plus python3, taskset; see
-# bench/README.md for which workload needs what). Runs everything on 127.0.0.1 with free ports; every process it
-# starts is stopped by PID on exit. Run on demand only, never from CI.
+# bench/README.md for which workload needs what). Runs everything on
+# 127.0.0.1 with free ports; every process it starts is stopped by PID on
+# exit. Run on demand only, never from CI.
 set -euo pipefail
 
 usage() {
@@ -259,12 +260,14 @@ applies() {
 # Sets CMD to the command line of contender $1 listening on port $2.
 contender_cmd() {
     local name=$1 port=$2 backend i=0
-    # Sockets for SLOTS pairs, within ulimit -n (HAProxy refuses to start
-    # when its global maxconn needs more than twice that in descriptors).
-    local sockets=$((2 * SLOTS)) fd_limit
+    # Sockets for SLOTS pairs, and HAProxy's global maxconn (it wants two
+    # descriptors for each, and refuses to start without them), within
+    # ulimit -n: 9,900 pairs with the usual 20,000.
+    local sockets=$((2 * SLOTS)) global_maxconn=$((2 * SLOTS)) fd_limit
     fd_limit=$(ulimit -n)
-    if [ "$fd_limit" != unlimited ] && [ "$sockets" -gt $((fd_limit - 100)) ]; then
-        sockets=$((fd_limit - 100))
+    if [ "$fd_limit" != unlimited ]; then
+        [ "$sockets" -le $((fd_limit - 100)) ] || sockets=$((fd_limit - 100))
+        [ "$global_maxconn" -le $(((fd_limit - 100) / 2)) ] || global_maxconn=$(((fd_limit - 100) / 2))
     fi
     case "$name" in
         ours|pen)
@@ -289,7 +292,7 @@ contender_cmd() {
             {
                 cat <<EOF
 global
-    maxconn $((2 * SLOTS > sockets / 2 ? sockets / 2 : 2 * SLOTS))
+    maxconn $global_maxconn
     nbthread 1
 defaults
     mode tcp
