@@ -13,7 +13,8 @@ usage() {
     cat <<'EOF'
 usage: bench/run.sh [options]
   -r, --rounds N       rounds (contenders interleaved in each round) [3]
-  -d, --duration S     seconds per wrk run for (a) and (b) [10]
+  -d, --duration S     seconds per measured run (wrk, s_time, the UDP and
+                       open-loop generators) [10]
   -q, --quick          smoke run: 1 round, 3 s runs, 3 bulk transfers, no
                        10,000 idle pairs
   -w, --workloads LIST comma-separated subset of a,b,c,d,n,s,z,t,u,o,k
@@ -24,18 +25,19 @@ usage: bench/run.sh [options]
                        also p: per-request context switches (perf stat) and
                        syscalls (strace -c -f) of each balancer under (a), (b)
   -c, --contenders LIST comma-separated subset of ours,pen,haproxy,nginx,direct
-                       [ours,pen,haproxy,direct; nginx instead of haproxy
-                       for u]; each workload runs those that apply to it
+                       [ours,pen,haproxy,direct, plus nginx when u is run];
+                       each workload runs those that apply to it (no
+                       HAProxy in u, no direct in d, s, t, p)
   -o, --out FILE       raw results (TSV) [/tmp/pen-bench-DATE.tsv]; the
                        summary goes to stdout and to FILE with .txt
 Environment: OURS (our pen binary) [target/release/pen], OURS_TLS (ours
   built with --features tls) [target/tls/release/pen], PEN [/usr/bin/pen],
-  HAPROXY [haproxy], NGINX [nginx], BULK_FETCHES [10], IDLE_CONNS [2000],
-  IDLE_CONNS_LARGE [10000, or 0 with -q; 0: none], STARTUP_REPS [5], BALANCER_CPU [0],
-  LOAD_CPU [1], TLS_KEYS [ec,rsa], TLS_CLIENTS [16], UDP_SOCKETS [100],
-  UDP_WINDOW [1], UDP_RATES [50], OPEN_RATES [25,50,75], OPEN_CONNS [50],
-  REDIS_REQUESTS [20000 x duration], REDIS_PIPELINED_REQUESTS
-  [150000 x duration].
+  HAPROXY [haproxy], NGINX [nginx], NGINX_STREAM_MODULE, BULK_FETCHES [10],
+  IDLE_CONNS [2000], IDLE_CONNS_LARGE [10000, or 0 with -q; 0: none],
+  STARTUP_REPS [5], BALANCER_CPU [0], LOAD_CPU [1], TLS_KEYS [ec,rsa],
+  TLS_CLIENTS [16], UDP_SOCKETS [100], UDP_WINDOW [1], UDP_RATES [50],
+  OPEN_RATES [25,50,75], OPEN_CONNS [50], REDIS_REQUESTS [20000 x duration],
+  REDIS_PIPELINED_REQUESTS [150000 x duration].
 EOF
 }
 
@@ -792,7 +794,7 @@ if [ -z "$CONTENDERS" ] && wants u; then
 fi
 : >"$OUT"
 rm -f "${OUT%.tsv}-profile.txt"
-note "pen benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): rounds $ROUNDS, wrk runs ${DURATION} s, bulk ${BULK_FETCHES} x 100 MB, idle pairs $IDLE_CONNS"
+note "pen benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): rounds $ROUNDS, wrk runs ${DURATION} s, bulk ${BULK_FETCHES} x 100 MB, idle pairs $IDLE_CONNS and ${IDLE_CONNS_LARGE}"
 note "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
 note "pinning: balancer on CPU $BALANCER_CPU; wrk, curl, python and both nginx on CPU $LOAD_CPU"
 note "ours: $OURS ($(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)); pen: $(dpkg-query -W -f='${Version}' pen 2>/dev/null || echo ?); haproxy: $("$HAPROXY" -v 2>/dev/null | awk 'NR == 1 { print $3 }')"
