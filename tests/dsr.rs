@@ -160,9 +160,9 @@ impl Lab {
 
     /// Starts pen in `lb`: `pen -f -u root -C CONTROL ARGS`.
     fn pen(&self, args: &[&str]) -> Pen {
-        let mut c = self.net.command("lb", PEN.path());
-        c.args(["-f", "-u", "root", "-C", CONTROL]).args(args);
-        Pen::spawn_command(c)
+        let mut full = vec!["-u", "root", "-C", CONTROL];
+        full.extend_from_slice(args);
+        Pen::spawn_command(&mut self.net.command("lb", PEN.path()), &full)
     }
 
     /// A control command, run with penctl in `lb`.
@@ -381,9 +381,12 @@ fn udp_queries_through_dsr_all_come_back_from_the_vip() {
     // 50 client ports, 20 queries each: 1,000 queries, none lost.
     let answered = lab.client(&["udp", "50", "20"]);
     assert_eq!(answered.trim(), "1000");
-    let servers = lab.ctl("servers");
-    let frames = field(&servers, "0 addr", "frames") + field(&servers, "1 addr", "frames");
-    assert!(frames >= 1000, "{servers}");
+    // The counters are published every 100 ms.
+    let mut servers = String::new();
+    wait_until(DEADLINE, "1,000 frames counted", || {
+        servers = lab.ctl("servers");
+        field(&servers, "0 addr", "frames") + field(&servers, "1 addr", "frames") >= 1000
+    });
     assert!(
         field(&servers, "0 addr", "frames") > 0 && field(&servers, "1 addr", "frames") > 0,
         "{servers}"
@@ -461,9 +464,9 @@ fn without_cap_net_raw_pen_says_so_in_one_line_and_exits_non_zero() {
     // Root without CAP_NET_RAW (setpriv drops it); anyone else lacks it.
     let mut c = Command::new("setpriv");
     c.args(["--bounding-set", "-net_raw", "--inh-caps", "-net_raw"])
-        .arg(PEN.path())
-        .args(["-f", "-o", "dsr_if lo", &format!("{VIP}:80"), "192.0.2.21"]);
-    let mut pen = Pen::spawn_command(c);
+        .arg(PEN.path());
+    let vip = format!("{VIP}:80");
+    let mut pen = Pen::spawn_command(&mut c, &["-o", "dsr_if lo", &vip, "192.0.2.21"]);
     let code = pen.wait_exit(DEADLINE);
     assert_eq!(code, Some(1));
     let err = pen.stderr();

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::process::run_command;
+use super::wait::{wait_until, DEADLINE};
 
 /// The script, from the source tree.
 pub fn script() -> PathBuf {
@@ -100,6 +101,41 @@ impl TestNet {
         let mut args = vec!["-qw"];
         args.extend_from_slice(settings);
         self.run(host, "sysctl", &args);
+    }
+
+    /// Whether something in `host`'s namespace listens on TCP `port`.
+    pub fn listening(&self, host: &str, port: u16) -> bool {
+        let out = self.run(host, "ss", &["-Hltn"]);
+        let suffix = format!(":{port}");
+        String::from_utf8_lossy(&out.stdout).lines().any(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .is_some_and(|local| local.ends_with(&suffix))
+        })
+    }
+
+    /// Waits until something in `host`'s namespace listens on TCP `port`.
+    pub fn wait_listening(&self, host: &str, port: u16) {
+        wait_until(DEADLINE, &format!("{host} to listen on {port}"), || {
+            self.listening(host, port)
+        });
+    }
+
+    /// Whether `host` holds address `addr` (on any interface).
+    pub fn holds(&self, host: &str, addr: &str) -> bool {
+        let out = self.run(host, "ip", &["-br", "addr", "show"]);
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .any(|word| word.split('/').next() == Some(addr))
+    }
+
+    /// The MAC address of `host`'s eth0 (lower case, as `ip` prints it).
+    pub fn mac(&self, host: &str) -> String {
+        let out = self.run(host, "ip", &["-br", "link", "show", "dev", "eth0"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let words: Vec<&str> = text.split_whitespace().collect();
+        assert!(words.len() >= 3, "ip -br link: {text}");
+        words[2].to_string()
     }
 
     fn script(&self, args: &[&str]) {

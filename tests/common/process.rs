@@ -272,19 +272,24 @@ impl Pen {
 
     /// Spawns `program -f ARGS` without waiting for anything.
     pub fn spawn_program(program: impl AsRef<OsStr>, args: &[&str]) -> Pen {
-        let mut command = Command::new(program);
-        command.arg("-f").args(args);
-        Pen::spawn_command(command)
+        Pen::spawn_command(&mut Command::new(program), args)
     }
 
-    /// Spawns `command`, a pen command line complete with `-f` (run in a
-    /// test network's namespace, under `setpriv`, ...), without waiting
-    /// for anything. Its PID must be pen's.
-    pub fn spawn_command(mut command: Command) -> Pen {
+    /// Spawns `command -f ARGS`, where `command` runs pen (through a
+    /// wrapper that execs it, such as `ip netns exec`, so that its PID is
+    /// pen's), without waiting for anything.
+    pub fn spawn_command(command: &mut Command, args: &[&str]) -> Pen {
         let dir = TempDir::new("pen");
         let out = std::fs::File::create(dir.join("stdout")).expect("create stdout file");
         let err = std::fs::File::create(dir.join("stderr")).expect("create stderr file");
-        let child = ChildGuard::spawn(command.stdin(Stdio::null()).stdout(out).stderr(err));
+        let child = ChildGuard::spawn(
+            command
+                .arg("-f")
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err),
+        );
         Pen {
             child,
             port: 0,
