@@ -65,7 +65,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,14 +98,11 @@ const TICK: Duration = Duration::from_secs(1);
 /// Ready descriptors taken per wait.
 const EVENTS: usize = 256;
 
-/// The listener's token; a session's is [`session_token`].
+/// The listener's token; a session's is its key and the serial number of
+/// the watch (`Relay::watches`), so that an event of a socket the session
+/// no longer has (it moved, or ended and its key went to a new session in
+/// the same round of events) is told apart.
 const LISTENER: u64 = u64::MAX;
-
-/// A session's token: its key, and its upstream socket's number, so that an
-/// event of a socket the session no longer has is told apart.
-fn session_token(key: usize, upstream: BorrowedFd<'_>) -> u64 {
-    (u64::from(upstream.as_raw_fd() as u32) << 32) | (key as u32 as u64)
-}
 
 /// Why the UDP relay could not start.
 #[derive(Debug)]
@@ -160,6 +157,7 @@ pub fn spawn(
                 filters,
                 sessions: SessionTable::new(),
                 out: Vec::new(),
+                watches: 0,
             }
             .run()
         })
@@ -282,6 +280,8 @@ struct Session<'a> {
     /// resent to the next server when this one turns out to be down.
     unanswered: Unanswered,
     filter: Option<Box<dyn Filter + Send>>,
+    /// The token its upstream socket is watched with (0: not watched).
+    token: u64,
 }
 
 impl Session<'_> {
@@ -300,6 +300,8 @@ struct Relay<'a> {
     sessions: SessionTable<Session<'a>>,
     /// Filter output buffer, reused.
     out: Vec<u8>,
+    /// Watches added so far (modulo u32::MAX), the serial in a token.
+    watches: u32,
 }
 
 /// Why a session ended (for the debug channel).
@@ -362,13 +364,16 @@ impl Relay<'_> {
     /// Watches the upstream socket of session `key` (a new session, or
     /// one that moved to another server).
     fn watch(&mut self, key: usize) {
+        // Serials below u32::MAX, so no token is the listener's.
+        self.watches = (self.watches + 1) % u32::MAX;
+        let token = (u64::from(self.watches) << 32) | (key as u32 as u64);
         let Some(e) = self.sessions.get_mut(key) else {
             return;
         };
+        e.session.token = token;
         let Some(upstream) = e.session.upstream() else {
             return;
         };
-        let token = session_token(key, upstream);
         if let Err(err) = self.epoll.add(upstream, epoll::IN, token) {
             logging::debug(1, || {
                 format!("UDP: can't watch the session of {}: {err}", e.client)
@@ -525,6 +530,7 @@ impl Relay<'_> {
                 attempt,
                 unanswered: Unanswered::default(),
                 filter,
+                token: 0,
             },
         );
         self.watch(key);
@@ -543,11 +549,10 @@ impl Relay<'_> {
         };
         // Stale: the session ended, or moved to another socket, earlier in
         // this round of events.
-        let Some(upstream) = e
-            .session
-            .upstream()
-            .filter(|u| session_token(key, *u) == token)
-        else {
+        if e.session.token != token {
+            return;
+        }
+        let Some(upstream) = e.session.upstream() else {
             return;
         };
         if events & (epoll::IN | epoll::ERR) != 0 {
