@@ -4,6 +4,8 @@
 //! that are certainly still open; the descriptor numbers it records are for
 //! display only.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -114,7 +116,9 @@ pub struct Connection {
 #[derive(Clone, Debug)]
 pub struct ConnectionTable {
     slots: Vec<Option<Connection>>,
-    free: Vec<usize>,
+    /// Free slot numbers, lowest on top: O(log n) per connection under
+    /// the lock, where sorting the list on every remove was O(n).
+    free: BinaryHeap<Reverse<usize>>,
     capacity: usize,
     used: usize,
 }
@@ -123,7 +127,7 @@ impl ConnectionTable {
     pub fn new(capacity: usize) -> ConnectionTable {
         ConnectionTable {
             slots: Vec::new(),
-            free: Vec::new(),
+            free: BinaryHeap::new(),
             capacity: capacity.max(1),
             used: 0,
         }
@@ -152,7 +156,7 @@ impl ConnectionTable {
 
     /// Takes a slot, lowest free index first; `None` when full.
     pub fn insert(&mut self, conn: Connection) -> Option<usize> {
-        let i = if let Some(i) = self.free.pop() {
+        let i = if let Some(Reverse(i)) = self.free.pop() {
             i
         } else if self.slots.len() < self.capacity {
             self.slots.push(None);
@@ -168,9 +172,8 @@ impl ConnectionTable {
     pub fn remove(&mut self, i: usize) -> Option<Connection> {
         let c = self.slots.get_mut(i)?.take()?;
         self.used -= 1;
-        self.free.push(i);
-        // Keep handing out low indices first, like pen's table.
-        self.free.sort_unstable_by(|a, b| b.cmp(a));
+        // Low indices are handed out first, like pen's table.
+        self.free.push(Reverse(i));
         Some(c)
     }
 
