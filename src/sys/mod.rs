@@ -19,6 +19,7 @@ macro_rules! syscall {
 #[allow(unused_imports)]
 pub(crate) use syscall;
 
+pub mod memory;
 pub mod netdb;
 pub mod pipe;
 pub mod poll;
