@@ -393,6 +393,9 @@ def run_exchange(s, exchange, kind, rng):
             COUNT.add("cut_timeout")
         else:
             COUNT.add("cut_empty" if not got else "cut")
+            if not got:
+                # Refused (every server blacklisted or down): don't spin.
+                STOP.wait(0.02)
         return
     if hashlib.sha256(bytes(got)).digest() != hashlib.sha256(expected).digest():
         COUNT.add("corrupt_down")
@@ -495,6 +498,18 @@ def usr1(pid):
 def proc_figures(pid):
     """(RSS KiB, threads, descriptors) of pid."""
     return helper.proc_status(pid)
+
+
+def rss_parts(pid):
+    """(RssAnon, RssFile) in KiB: heap and stacks, and pages of the binary
+    and libraries."""
+    parts = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                parts[key] = int(value.split()[0])
+    return parts.get("RssAnon", 0), parts.get("RssFile", 0)
 
 
 def metric(text, name):
@@ -654,7 +669,9 @@ def main():
             # Quiet, with every backend up: the thread pool's idle expiry
             # (5 s) and the idle state after warm-up.
             warm = wait_idle(ctl_port, proc.pid, base, 30)
-            print(f"soak: after warm-up, idle: RSS {warm[0]} KiB, {warm[1]} threads, {warm[2]} descriptors, {warm[3]} connections", flush=True)
+            anon, file = rss_parts(proc.pid)
+            print(f"soak: after warm-up, idle: RSS {warm[0]} KiB (anon {anon}, file {file}), {warm[1]} threads,"
+                  f" {warm[2]} descriptors, {warm[3]} connections", flush=True)
             peak2 = run_for(total - warmup, "soak")
             peak = tuple(max(a, b) for a, b in zip(peak1, peak2))
         if proc.poll() is not None:
@@ -662,7 +679,9 @@ def main():
         elif not interrupted:
             end = wait_idle(ctl_port, proc.pid, base, 60)
             rss, threads, fds, conns, pairs = end
-            print(f"soak: at the end, idle: RSS {rss} KiB, {threads} threads, {fds} descriptors, {conns} connections, pen_pairs {pairs}", flush=True)
+            anon, file = rss_parts(proc.pid)
+            print(f"soak: at the end, idle: RSS {rss} KiB (anon {anon}, file {file}), {threads} threads, {fds} descriptors,"
+                  f" {conns} connections, pen_pairs {pairs}", flush=True)
             if threads != base_threads:
                 failures.append(f"threads {threads} at the end, {base_threads} at start")
             if fds != base_fds:
