@@ -17,7 +17,7 @@ root=$(cd "$here/.." && pwd)
 ours=${OURS:-$root/target/release/pen}
 
 case " $* " in
-*" --minutes "*) ;;
+*" --minutes"*) ;;
 *" -h "* | *" --help "*) exec python3 "$here/soak.py" --help ;;
 *)
 	echo "usage: $0 --minutes N [--clients C] [--seed S] [--warmup SECONDS] [--keep]" >&2

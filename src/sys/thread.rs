@@ -25,6 +25,7 @@ extern "C" fn start(arg: *mut c_void) -> *mut c_void {
 
 /// Stack left in place below the caller's frame by
 /// [`release_unused_stack`], for the calls that follow it.
+#[cfg(target_env = "gnu")]
 const STACK_MARGIN: usize = 4 * 1024;
 
 /// Gives back the touched pages of the calling thread's stack below the
