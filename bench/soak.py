@@ -548,6 +548,29 @@ def wait_idle(ctl_port, pid, base, seconds):
     return state
 
 
+def surge(port, pid, threads_wanted):
+    """Holds connections open through the balancer until it runs
+    `threads_wanted` threads (bounded: 10 s), then closes them; the number
+    held. glibc keeps one stack per thread of the highest thread count
+    seen (8 KiB resident each), so RSS at idle follows the peak number of
+    pairs: this puts a peak above the run's own into the baseline."""
+    held = []
+    deadline = time.monotonic() + 10
+    try:
+        while time.monotonic() < deadline:
+            if proc_figures(pid)[1] >= threads_wanted:
+                break
+            s = connect(port, timeout=2)
+            if s is not None:
+                held.append(s)
+            if len(held) % 16 == 0:
+                time.sleep(0.05)
+        return len(held)
+    finally:
+        for s in held:
+            s.close()
+
+
 def start_pen(args, work, listen, ctl_port, backends):
     cfg = os.path.join(work, "pen.cfg")
     with open(cfg, "w") as f:
@@ -598,9 +621,15 @@ def main():
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--warmup", type=float, default=None, help="seconds (default: 10 %% of the run, 20 to 120)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--surge", type=int, default=None,
+                    help="pair threads held at once at the end of the warm-up [6 x clients]")
     args = ap.parse_args()
     if args.minutes <= 0 or args.clients < 1:
         ap.error("--minutes and --clients must be positive")
+    if args.surge is None:
+        args.surge = 6 * args.clients
+    if not 0 <= args.surge < CONN_MAX - 16:
+        ap.error(f"--surge must be below {CONN_MAX - 16}")
     seed = args.seed if args.seed is not None else random.randrange(1 << 31)
     rng = random.Random(seed)
     total = args.minutes * 60
@@ -666,6 +695,8 @@ def main():
 
         peak1 = run_for(warmup, "warm-up")
         if proc.poll() is None and not interrupted:
+            surged = surge(listen, proc.pid, base_threads + args.surge)
+            print(f"soak: surge: {surged} pairs held at once", flush=True)
             # Quiet, with every backend up: the thread pool's idle expiry
             # (5 s) and the idle state after warm-up.
             warm = wait_idle(ctl_port, proc.pid, base, 30)
