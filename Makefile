@@ -8,8 +8,11 @@
 #                        for TARGET (default: this machine's <arch>-unknown-
 #                        linux-musl; needs `rustup target add TARGET`)
 #   make install         pen, links penctl penlog penlogd mergelogs -> pen
-#                        (LINKS=hard for hard links), the five manual pages,
-#                        COPYING and README.md in DOCDIR
+#                        (LINKS=hard for hard links), the five manual pages
+#                        compressed as NAME.1.gz (GZIP_MAN=0: as NAME.1, for
+#                        packaging tools that compress them themselves, such
+#                        as Debian's dh_compress or Alpine's abuild), COPYING
+#                        and README.md in DOCDIR
 #
 # One executable holds all five programs and runs the one named by the name
 # it is called as (src/multicall.rs).
@@ -22,6 +25,9 @@ CARGO ?= cargo
 INSTALL ?= install
 # symbolic (the default) or hard.
 LINKS ?= symbolic
+# 1 (the default): manual pages installed gzipped, as distros ship them;
+# 0: installed as they are.
+GZIP_MAN ?= 1
 
 PROGRAM := pen
 COMPANIONS := penctl penlog penlogd mergelogs
@@ -83,10 +89,12 @@ check-static:
 		$(CARGO) test $(STATIC_TESTS) -- $(STATIC_FILTERS)
 
 # Installing does not build: `make && sudo make install` (root often has no
-# cargo).
+# cargo). `gzip -n` leaves the name and time stamp out of the header, so the
+# pages are the same bytes on every install.
 install:
 	@test -x $(BUILDDIR)/$(PROGRAM) || { echo "$(BUILDDIR)/$(PROGRAM) is missing: run make first" >&2; exit 1; }
 	@case "$(LINKS)" in symbolic|hard) ;; *) echo "LINKS=$(LINKS): say LINKS=symbolic or LINKS=hard" >&2; exit 1;; esac
+	@case "$(GZIP_MAN)" in 0|1) ;; *) echo "GZIP_MAN=$(GZIP_MAN): say GZIP_MAN=1 or GZIP_MAN=0" >&2; exit 1;; esac
 	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR) $(DESTDIR)$(DOCDIR)
 	$(INSTALL) -m 0755 $(BUILDDIR)/$(PROGRAM) $(DESTDIR)$(BINDIR)/$(PROGRAM)
 	for c in $(COMPANIONS); do \
@@ -97,12 +105,21 @@ install:
 			ln -s $(PROGRAM) $(DESTDIR)$(BINDIR)/$$c || exit 1; \
 		fi; \
 	done
-	for m in $(MANS); do $(INSTALL) -m 0644 $$m $(DESTDIR)$(MANDIR)/ || exit 1; done
+	for m in $(MANS); do \
+		page=$(DESTDIR)$(MANDIR)/$${m##*/}; \
+		rm -f $$page $$page.gz || exit 1; \
+		if [ "$(GZIP_MAN)" = 1 ]; then \
+			gzip -9nc $$m >$$page.gz && chmod 0644 $$page.gz || exit 1; \
+		else \
+			$(INSTALL) -m 0644 $$m $$page || exit 1; \
+		fi; \
+	done
 	for d in $(DOCS); do $(INSTALL) -m 0644 $$d $(DESTDIR)$(DOCDIR)/ || exit 1; done
 
+# Removes each page in either form, whichever GZIP_MAN installed it.
 uninstall:
 	for b in $(PROGRAM) $(COMPANIONS); do rm -f $(DESTDIR)$(BINDIR)/$$b; done
-	for m in $(notdir $(MANS)); do rm -f $(DESTDIR)$(MANDIR)/$$m; done
+	for m in $(notdir $(MANS)); do rm -f $(DESTDIR)$(MANDIR)/$$m $(DESTDIR)$(MANDIR)/$$m.gz; done
 	for d in $(DOCS); do rm -f $(DESTDIR)$(DOCDIR)/$$d; done
 	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 

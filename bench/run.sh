@@ -2,29 +2,42 @@
 # Benchmark of pen (this repository) against Debian's pen 0.34.1, HAProxy in
 # tcp mode and no balancer at all. See bench/README.md for what is measured.
 #
-# Needs: apt-get install pen haproxy nginx-light wrk (plus curl, python3,
-# taskset). Runs everything on 127.0.0.1 with free ports; every process it
-# starts is stopped by PID on exit. Run on demand only, never from CI.
+# Needs: apt-get install pen haproxy nginx-light wrk curl openssl
+# libnginx-mod-stream redis-server redis-tools (plus python3, taskset; see
+# bench/README.md for which workload needs what). Runs everything on
+# 127.0.0.1 with free ports; every process it starts is stopped by PID on
+# exit. Run on demand only, never from CI.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
 usage: bench/run.sh [options]
   -r, --rounds N       rounds (contenders interleaved in each round) [3]
-  -d, --duration S     seconds per wrk run for (a) and (b) [10]
-  -q, --quick          smoke run: 1 round, 3 s runs, 3 bulk transfers
-  -w, --workloads LIST comma-separated subset of a,b,c,d,n,s,z
+  -d, --duration S     seconds per measured run (wrk, s_time, the UDP and
+                       open-loop generators) [10]
+  -q, --quick          smoke run: 1 round, 3 s runs, 3 bulk transfers, no
+                       10,000 idle pairs
+  -w, --workloads LIST comma-separated subset of a,b,c,d,n,s,z,t,u,o,k
                        [a,b,c,d,n,s,z]; n: keep-alive (wrk -c10) with a
                        CPU-bound process pinned to the balancer's core;
+                       t: TLS (handshakes, keep-alive, bulk); u: UDP;
+                       o: open-loop latency at fixed rates; k: redis;
                        also p: per-request context switches (perf stat) and
                        syscalls (strace -c -f) of each balancer under (a), (b)
-  -c, --contenders LIST comma-separated subset of ours,pen,haproxy,direct
-                       [ours,pen,haproxy,direct]
+  -c, --contenders LIST comma-separated subset of ours,pen,haproxy,nginx,direct
+                       [ours,pen,haproxy,direct, plus nginx when u is run];
+                       each workload runs those that apply to it (no
+                       HAProxy in u, no direct in d, s, t, p)
   -o, --out FILE       raw results (TSV) [/tmp/pen-bench-DATE.tsv]; the
                        summary goes to stdout and to FILE with .txt
-Environment: OURS (our pen binary) [target/release/pen], PEN [/usr/bin/pen],
-  HAPROXY [haproxy], NGINX [nginx], BULK_FETCHES [10], IDLE_CONNS [2000],
-  STARTUP_REPS [5], BALANCER_CPU [0], LOAD_CPU [1].
+Environment: OURS (our pen binary) [target/release/pen], OURS_TLS (ours
+  built with --features tls) [target/tls/release/pen], PEN [/usr/bin/pen],
+  HAPROXY [haproxy], NGINX [nginx], NGINX_STREAM_MODULE, BULK_FETCHES [10],
+  IDLE_CONNS [2000], IDLE_CONNS_LARGE [10000, or 0 with -q; 0: none],
+  STARTUP_REPS [5], BALANCER_CPU [0], LOAD_CPU [1], TLS_KEYS [ec,rsa],
+  TLS_CLIENTS [16], UDP_SOCKETS [100], UDP_WINDOW [1], UDP_RATES [50],
+  OPEN_RATES [25,50,75], OPEN_CONNS [50], REDIS_REQUESTS [20000 x duration],
+  REDIS_PIPELINED_REQUESTS [150000 x duration].
 EOF
 }
 
@@ -38,9 +51,18 @@ BULK_FETCHES=${BULK_FETCHES:-10}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 STARTUP_REPS=${STARTUP_REPS:-5}
 WORKLOADS=a,b,c,d,n,s,z
-CONTENDERS=ours,pen,haproxy,direct
+CONTENDERS=
 OUT=/tmp/pen-bench-$(date +%Y%m%d-%H%M%S).tsv
 OURS=${OURS:-$REPO/target/release/pen}
+OURS_TLS=${OURS_TLS:-$REPO/target/tls/release/pen}
+TLS_KEYS=${TLS_KEYS:-ec,rsa}
+TLS_CLIENTS=${TLS_CLIENTS:-16}
+UDP_SOCKETS=${UDP_SOCKETS:-100}
+UDP_WINDOW=${UDP_WINDOW:-1}
+UDP_RATES=${UDP_RATES:-50}
+OPEN_RATES=${OPEN_RATES:-25,50,75}
+OPEN_CONNS=${OPEN_CONNS:-50}
+NGINX_STREAM_MODULE=${NGINX_STREAM_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}
 PEN=${PEN:-/usr/bin/pen}
 HAPROXY=${HAPROXY:-haproxy}
 NGINX=${NGINX:-nginx}
@@ -52,7 +74,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         -r|--rounds) ROUNDS=$2; shift 2 ;;
         -d|--duration) DURATION=$2; shift 2 ;;
-        -q|--quick) ROUNDS=1; DURATION=3; BULK_FETCHES=3; shift ;;
+        -q|--quick) ROUNDS=1; DURATION=3; BULK_FETCHES=3; QUICK=1; shift ;;
         -w|--workloads) WORKLOADS=$2; shift 2 ;;
         -c|--contenders) CONTENDERS=$2; shift 2 ;;
         -o|--out) OUT=$2; shift 2 ;;
@@ -61,9 +83,25 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-for tool in "$PEN" "$HAPROXY" "$NGINX" wrk curl python3 taskset; do
+# 10,000 idle pairs (d@10000) take a while: not in a quick run unless asked.
+if [ -n "${QUICK:-}" ]; then
+    IDLE_CONNS_LARGE=${IDLE_CONNS_LARGE:-0}
+else
+    IDLE_CONNS_LARGE=${IDLE_CONNS_LARGE:-10000}
+fi
+
+wants() { # workload letter: is it in -w?
+    case ",$WORKLOADS," in *,$1,*) return 0 ;; *) return 1 ;; esac
+}
+
+NEED=("$PEN" "$NGINX" wrk curl python3 taskset)
+case ",$CONTENDERS," in ,,|*,haproxy,*) NEED+=("$HAPROXY") ;; esac
+wants t && NEED+=(openssl)
+wants k && NEED+=(redis-server redis-benchmark)
+for tool in "${NEED[@]}"; do
     command -v "$tool" >/dev/null || {
-        echo "bench: $tool not found (apt-get install pen haproxy nginx-light wrk curl)" >&2
+        echo "bench: $tool not found (apt-get install pen haproxy nginx-light wrk curl" \
+            "openssl libnginx-mod-stream redis-server redis-tools)" >&2
         exit 1
     }
 done
@@ -71,12 +109,31 @@ if [ ! -x "$OURS" ]; then
     echo "bench: building $OURS" >&2
     (cd "$REPO" && cargo build --release --bin pen)
 fi
+if wants t && [ ! -x "$OURS_TLS" ]; then
+    echo "bench: building $OURS_TLS (--features tls)" >&2
+    (cd "$REPO" && cargo build --release --bin pen --features tls \
+        --target-dir "$(dirname "$(dirname "$OURS_TLS")")")
+fi
 
-# 2,000 idle pairs need ~4,000 descriptors in the balancer and in the client.
+# 2,000 idle pairs need ~4,000 descriptors in the balancer and in the client,
+# 10,000 need ~20,000 (root may raise the hard limit).
+want_fds=$((2 * IDLE_CONNS_LARGE + 1000))
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$want_fds" ]; then
+    ulimit -Hn "$want_fds" 2>/dev/null || true
+fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * IDLE_CONNS + 200)) ]; then
     echo "bench: ulimit -n $(ulimit -n) is too small for $IDLE_CONNS idle pairs" >&2
     exit 1
+fi
+IDLE_NOTE=
+if wants d && [ "$IDLE_CONNS_LARGE" -gt 0 ] && [ "$(ulimit -n)" != unlimited ] &&
+    [ "$(ulimit -n)" -lt $((2 * IDLE_CONNS_LARGE + 200)) ]; then
+    # Without CAP_SYS_RESOURCE the hard limit stays: as many pairs as fit.
+    fits=$((($(ulimit -n) - 200) / 2 / 100 * 100))
+    IDLE_NOTE="ulimit -n $(ulimit -n) is too small for $IDLE_CONNS_LARGE idle pairs; $fits instead"
+    IDLE_CONNS_LARGE=$fits
+    [ "$IDLE_CONNS_LARGE" -gt "$IDLE_CONNS" ] || IDLE_CONNS_LARGE=0
 fi
 
 WORK=$(mktemp -d /tmp/pen-bench-work.XXXXXX)
@@ -181,37 +238,122 @@ start_nginx nginx2 "$B2"
 
 # ------------------------------------------------------------ contenders
 
+# What the contenders forward to and how; each workload sets these.
+BACKENDS=(127.0.0.1:"$B1" 127.0.0.1:"$B2")
+DIRECT_PORT=$B1     # where `direct` sends the load
+LISTEN_MODE=tcp     # tcp, udp or tls
+SCHEME=http         # of the URLs that wrk and curl fetch
+SLOTS=4000          # connection slots (-x, maxconn)
+TLS_CERT=           # tls: certificate, key, and both in one file (HAProxy)
+TLS_KEY=
+TLS_PEM=
+
+# Does contender $1 take part in workload $2?
+applies() {
+    local name=$1 w=$2
+    case $name in
+        haproxy) [ "$w" != u ] ;;
+        nginx) [ -r "$NGINX_STREAM_MODULE" ] ;;
+        direct) case $w in d|s|p|t) return 1 ;; esac ;;
+        *) return 0 ;;
+    esac
+}
+
 # Sets CMD to the command line of contender $1 listening on port $2.
 contender_cmd() {
-    local name=$1 port=$2
+    local name=$1 port=$2 backend i=0
+    # Sockets for SLOTS pairs, and HAProxy's global maxconn (it wants two
+    # descriptors for each, and refuses to start without them), within
+    # ulimit -n: 9,900 pairs with the usual 20,000.
+    local sockets=$((2 * SLOTS)) global_maxconn=$((2 * SLOTS)) fd_limit
+    fd_limit=$(ulimit -n)
+    if [ "$fd_limit" != unlimited ]; then
+        [ "$sockets" -le $((fd_limit - 100)) ] || sockets=$((fd_limit - 100))
+        [ "$global_maxconn" -le $(((fd_limit - 100) / 2)) ] || global_maxconn=$(((fd_limit - 100) / 2))
+    fi
     case "$name" in
         ours|pen)
-            local bin=$OURS
+            local bin=$OURS extra=()
             [ "$name" = pen ] && bin=$PEN
+            case $LISTEN_MODE in
+                udp) extra=(-U) ;;
+                tls)
+                    extra=(-E "$TLS_CERT" -K "$TLS_KEY")
+                    [ "$name" = ours ] && bin=$OURS_TLS
+                    ;;
+            esac
             # -x: pen's default of 500 connection slots is too small for (d).
             # -r: plain round robin, like HAProxy's (every client here is
             # 127.0.0.1, so client tracking would pin them to one backend).
-            CMD=(taskset -c "$BALANCER_CPU" "$bin" -f -r -x 4000 -c 4000
-                127.0.0.1:"$port" 127.0.0.1:"$B1" 127.0.0.1:"$B2")
+            CMD=(taskset -c "$BALANCER_CPU" "$bin" -f -r -x "$SLOTS" -c 4000 "${extra[@]}"
+                127.0.0.1:"$port" "${BACKENDS[@]}")
             ;;
         haproxy)
-            cat >"$WORK/haproxy-$port.cfg" <<EOF
+            local bind="bind 127.0.0.1:$port"
+            [ "$LISTEN_MODE" = tls ] && bind="$bind ssl crt $TLS_PEM"
+            {
+                cat <<EOF
 global
-    maxconn 8000
+    maxconn $global_maxconn
     nbthread 1
 defaults
     mode tcp
-    maxconn 4000
+    maxconn $SLOTS
     timeout connect 5s
     timeout client 10m
     timeout server 10m
 listen bench
-    bind 127.0.0.1:$port
+    $bind
     balance roundrobin
-    server b1 127.0.0.1:$B1
-    server b2 127.0.0.1:$B2
 EOF
+                for backend in "${BACKENDS[@]}"; do
+                    i=$((i + 1))
+                    echo "    server b$i $backend"
+                done
+            } >"$WORK/haproxy-$port.cfg"
             CMD=(taskset -c "$BALANCER_CPU" "$HAPROXY" -db -f "$WORK/haproxy-$port.cfg")
+            ;;
+        nginx)
+            # nginx's stream module (libnginx-mod-stream), one process like
+            # the backends. TLS 1.3 is not in nginx 1.22's default protocols.
+            local dir=$WORK/nginx-stream-$port listen="listen 127.0.0.1:$port" tls=
+            mkdir -p "$dir"
+            case $LISTEN_MODE in
+                udp) listen="$listen udp" ;;
+                tls)
+                    listen="$listen ssl backlog=4096"
+                    tls="ssl_certificate $TLS_CERT; ssl_certificate_key $TLS_KEY; ssl_protocols TLSv1.2 TLSv1.3;"
+                    ;;
+                *) listen="$listen backlog=4096" ;;
+            esac
+            {
+                cat <<EOF
+load_module $NGINX_STREAM_MODULE;
+worker_processes 1;
+daemon off;
+master_process off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile $((sockets + 50));
+events { worker_connections $sockets; }
+stream {
+    upstream backends {
+EOF
+                for backend in "${BACKENDS[@]}"; do
+                    echo "        server $backend;"
+                done
+                cat <<EOF
+    }
+    server {
+        $listen;
+        $tls
+        proxy_pass backends;
+        proxy_timeout 10m;
+    }
+}
+EOF
+            } >"$dir/nginx.conf"
+            CMD=(taskset -c "$BALANCER_CPU" "$NGINX" -p "$dir" -c "$dir/nginx.conf")
             ;;
         *) echo "bench: unknown contender $name" >&2; exit 2 ;;
     esac
@@ -219,9 +361,9 @@ EOF
 
 # Starts contender $1; sets TARGET_PORT and BALANCER_PID (empty for direct).
 start_contender() {
-    local name=$1
+    local name=$1 wait=wait-port
     if [ "$name" = direct ]; then
-        TARGET_PORT=$B1
+        TARGET_PORT=$DIRECT_PORT
         BALANCER_PID=
         return
     fi
@@ -230,7 +372,8 @@ start_contender() {
     "${CMD[@]}" >"$WORK/$name.log" 2>&1 &
     BALANCER_PID=$!
     PIDS+=("$BALANCER_PID")
-    python3 "$HELPER" wait-port "$TARGET_PORT" 10 || {
+    [ "$LISTEN_MODE" = udp ] && wait="wait-udp"
+    python3 "$HELPER" "$wait" "$TARGET_PORT" 10 || {
         echo "bench: $name did not start:" >&2
         cat "$WORK/$name.log" >&2
         exit 1
@@ -255,7 +398,7 @@ run_wrk() { # round workload contender extra-wrk-args...
     local round=$1 workload=$2 name=$3
     shift 3
     start_contender "$name"
-    local url=http://127.0.0.1:$TARGET_PORT/small
+    local url=$SCHEME://127.0.0.1:$TARGET_PORT/small
     # Warm-up (not measured): threads, caches, TIME_WAIT state.
     taskset -c "$LOAD_CPU" wrk -t2 -c50 -d1s "$@" "$url" >/dev/null 2>&1 || true
     local c0=0 c1=0
@@ -294,48 +437,289 @@ run_neighbour() { # round contender
 }
 
 # (c): fetch the 100 MB body BULK_FETCHES times over one connection.
-run_bulk() { # round contender
-    local round=$1 name=$2
+run_bulk() { # round contender [workload]
+    local round=$1 name=$2 w=${3:-c}
     start_contender "$name"
     local urls=() i
     for ((i = 0; i < BULK_FETCHES; i++)); do
-        urls+=(-o /dev/null "http://127.0.0.1:$TARGET_PORT/big")
+        urls+=(-o /dev/null "$SCHEME://127.0.0.1:$TARGET_PORT/big")
     done
     local c0=0 c1=0 t0 t1 bytes
     [ -z "$BALANCER_PID" ] || c0=$(cpu_ticks "$BALANCER_PID")
     t0=$(date +%s%N)
-    bytes=$(taskset -c "$LOAD_CPU" curl -s -w '%{size_download}\n' "${urls[@]}" |
+    bytes=$(taskset -c "$LOAD_CPU" curl -s -k -w '%{size_download}\n' "${urls[@]}" |
         awk '{ s += $1 } END { print s + 0 }')
     t1=$(date +%s%N)
     [ -z "$BALANCER_PID" ] || c1=$(cpu_ticks "$BALANCER_PID")
     stop_contender
     if [ "$bytes" -ne $((BULK_FETCHES * BIG_BYTES)) ]; then
-        echo "  c $name: short transfer ($bytes bytes)" >&2
-        record "$round" c "$name" mbps nan
+        echo "  $w $name: short transfer ($bytes bytes)" >&2
+        record "$round" "$w" "$name" mbps nan
         return
     fi
     local mbps
     mbps=$(awk -v b="$bytes" -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", b / 1e6 / (ns / 1e9) }')
-    record "$round" c "$name" mbps "$mbps"
+    record "$round" "$w" "$name" mbps "$mbps"
     if [ -n "$BALANCER_PID" ]; then
-        record "$round" c "$name" cpu_per_gb \
+        record "$round" "$w" "$name" cpu_per_gb \
             "$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v b="$bytes" 'BEGIN { printf "%.4f", t / hz / (b / 1e9) }')"
     fi
-    echo "  c $name: $mbps MB/s" >&2
+    echo "  $w $name: $mbps MB/s" >&2
 }
 
-# (d): IDLE_CONNS idle pairs through a fresh balancer.
+# (d): IDLE_CONNS idle pairs through a fresh balancer (workload d), then
+# IDLE_CONNS_LARGE (workload d@N) with as many connection slots.
 run_idle() { # round contender
-    local round=$1 name=$2
-    [ "$name" = direct ] && return
-    start_contender "$name"
-    local out key value
-    out=$(taskset -c "$LOAD_CPU" python3 "$HELPER" idle "$TARGET_PORT" "$BALANCER_PID" "$IDLE_CONNS")
-    stop_contender
+    local round=$1 name=$2 n w out key value
+    for n in "$IDLE_CONNS" "$IDLE_CONNS_LARGE"; do
+        [ "$n" -gt 0 ] || continue
+        w=d
+        [ "$n" = "$IDLE_CONNS" ] || w=d@$n
+        [ "$n" -lt 4000 ] || SLOTS=$((n + 50))
+        start_contender "$name"
+        SLOTS=4000
+        out=$(taskset -c "$LOAD_CPU" python3 "$HELPER" idle "$TARGET_PORT" "$BALANCER_PID" "$n")
+        stop_contender
+        while read -r key value; do
+            record "$round" "$w" "$name" "$key" "$value"
+        done <<<"$out"
+        echo "  $w $name: $(tr '\n' ' ' <<<"$out")" >&2
+    done
+}
+
+# Records the "key value" lines of helper output $4 for round $1, workload
+# $2, contender $3, and echoes them on one line.
+record_lines() {
+    local round=$1 w=$2 name=$3 out=$4 key value
     while read -r key value; do
-        record "$round" d "$name" "$key" "$value"
+        [ -n "$key" ] && record "$round" "$w" "$name" "$key" "$value"
     done <<<"$out"
-    echo "  d $name: $(tr '\n' ' ' <<<"$out")" >&2
+    echo "  $w $name: $(tr '\n' ' ' <<<"$out")" >&2
+}
+
+per_100k() { # ticks count: CPU seconds per 100,000 units of work
+    awk -v t="$1" -v hz="$HZ" -v n="$2" 'BEGIN { if (n > 0) printf "%.4f", t / hz / n * 100000; else print "nan" }'
+}
+
+# (t) TLS termination, for each key type in TLS_KEYS: the certificate and
+# key are made once per run with openssl.
+make_tls_keys() {
+    local key
+    IFS=, read -r -a TLS_KEY_LIST <<<"$TLS_KEYS"
+    for key in "${TLS_KEY_LIST[@]}"; do
+        case $key in
+            ec) set -- -newkey ec -pkeyopt ec_paramgen_curve:P-256 ;;
+            rsa) set -- -newkey rsa:2048 ;;
+            *) echo "bench: TLS_KEYS: unknown key type $key (ec, rsa)" >&2; exit 2 ;;
+        esac
+        openssl req -x509 "$@" -nodes -subj /CN=bench -days 30 \
+            -keyout "$WORK/$key.key" -out "$WORK/$key.crt" 2>/dev/null
+        cat "$WORK/$key.crt" "$WORK/$key.key" >"$WORK/$key.pem"
+    done
+}
+use_tls_key() {
+    TLS_CERT=$WORK/$1.crt
+    TLS_KEY=$WORK/$1.key
+    TLS_PEM=$WORK/$1.pem
+}
+
+# Handshakes: TLS_CLIENTS `openssl s_time` processes, each one connection
+# at a time (TLS handshake, GET /small over HTTP/1.0, the server closes),
+# for DURATION seconds. -new: a full handshake every time; -reuse: each
+# offers its last session (s_time prints r for every resumed one).
+run_tls_handshakes() { # round contender workload new|reuse
+    local round=$1 name=$2 w=$3 how=$4 i pids=() c0=0 c1=0 t0 t1 total resumed
+    start_contender "$name"
+    for ((i = 0; i < TLS_CLIENTS; i++)); do
+        taskset -c "$LOAD_CPU" openssl s_time -connect 127.0.0.1:"$TARGET_PORT" -"$how" \
+            -www /small -time 1 >/dev/null 2>&1 &
+        pids+=($!)
+    done
+    wait "${pids[@]}" 2>/dev/null || true
+    pids=()
+    [ -z "$BALANCER_PID" ] || c0=$(cpu_ticks "$BALANCER_PID")
+    t0=$(date +%s%N)
+    for ((i = 0; i < TLS_CLIENTS; i++)); do
+        taskset -c "$LOAD_CPU" openssl s_time -connect 127.0.0.1:"$TARGET_PORT" -"$how" \
+            -www /small -time "$DURATION" >"$WORK/stime-$i.out" 2>&1 &
+        pids+=($!)
+    done
+    wait "${pids[@]}" 2>/dev/null || true
+    t1=$(date +%s%N)
+    [ -z "$BALANCER_PID" ] || c1=$(cpu_ticks "$BALANCER_PID")
+    stop_contender
+    total=$(cat "$WORK"/stime-*.out | awk '/connections in .* real seconds/ { s += $1 } END { print s + 0 }')
+    # The progress characters: r resumed, * (or t, 3) a new session.
+    resumed=$(cat "$WORK"/stime-*.out | { grep -E '^[*rt3]+$' || true; } | tr -cd r | wc -c)
+    rm -f "$WORK"/stime-*.out
+    record "$round" "$w" "$name" rps "$(awk -v n="$total" -v ns=$((t1 - t0)) 'BEGIN { printf "%.1f", n / (ns / 1e9) }')"
+    record "$round" "$w" "$name" resumed_pct "$(awk -v r="$resumed" -v n="$total" 'BEGIN { printf "%.1f", n ? 100 * r / n : 0 }')"
+    [ -z "$BALANCER_PID" ] || record "$round" "$w" "$name" cpu_per_100k "$(per_100k $((c1 - c0)) "$total")"
+    echo "  $w $name: $total handshakes ($resumed resumed)" >&2
+}
+
+# (t): full handshakes for every key type; resumed handshakes, keep-alive
+# (wrk over TLS) and bulk (curl over TLS) with the first key type only,
+# since the certificate's key is used only in a full handshake.
+run_tls() { # round contender
+    local round=$1 name=$2 key first=
+    LISTEN_MODE=tls
+    SCHEME=https
+    for key in "${TLS_KEY_LIST[@]}"; do
+        use_tls_key "$key"
+        run_tls_handshakes "$round" "$name" tf@"$key" new
+        [ -z "$first" ] || continue
+        first=$key
+        run_tls_handshakes "$round" "$name" tr@"$key" reuse
+        run_wrk "$round" tk@"$key" "$name"
+        run_bulk "$round" "$name" tc@"$key"
+    done
+    LISTEN_MODE=tcp
+    SCHEME=http
+}
+
+# (u) UDP: two UDP answering servers (bench/helper.py udpecho) play the
+# backends; helper.py udpload is the client.
+start_udp_backends() {
+    local port
+    read -r U1 U2 <<<"$(python3 "$HELPER" freeports 2)"
+    for port in "$U1" "$U2"; do
+        taskset -c "$LOAD_CPU" python3 "$HELPER" udpecho "$port" >"$WORK/udpecho-$port.log" 2>&1 &
+        PIDS+=($!)
+        python3 "$HELPER" wait-udp "$port" 10 || {
+            echo "bench: UDP backend on $port did not start" >&2
+            cat "$WORK/udpecho-$port.log" >&2
+            exit 1
+        }
+    done
+}
+# One UDP run through contender $2 (rate $4 queries/s, 0: closed loop).
+udp_once() { # round contender workload rate
+    local round=$1 name=$2 w=$3 rate=$4 out
+    LISTEN_MODE=udp
+    BACKENDS=(127.0.0.1:"$U1" 127.0.0.1:"$U2")
+    DIRECT_PORT=$U1
+    start_contender "$name"
+    out=$(taskset -c "$LOAD_CPU" python3 "$HELPER" udpload "$TARGET_PORT" "${BALANCER_PID:-0}" \
+        "$UDP_SOCKETS" "$UDP_WINDOW" "$DURATION" "$rate")
+    stop_contender
+    LISTEN_MODE=tcp
+    BACKENDS=(127.0.0.1:"$B1" 127.0.0.1:"$B2")
+    DIRECT_PORT=$B1
+    [ "$round" = 0 ] || record_lines "$round" "$w" "$name" "$out"
+    UDP_QPS=$(awk '$1 == "qps" { printf "%.0f", $2 }' <<<"$out")
+}
+# (u): saturation (closed loop), then fixed rates (UDP_RATES per cent of
+# pen's closed-loop rate, measured once before the rounds), where the round
+# trip times are not just the closed loop's own queueing.
+run_udp() { # round contender
+    local round=$1 name=$2 pct
+    udp_once "$round" "$name" u 0
+    IFS=, read -r -a pcts <<<"$UDP_RATES"
+    for pct in "${pcts[@]}"; do
+        udp_once "$round" "$name" "u@$pct" $((UDP_PEN_QPS * pct / 100))
+    done
+}
+measure_pen_udp() {
+    udp_once 0 pen u 0
+    UDP_PEN_QPS=${UDP_QPS:-0}
+    if [ "$UDP_PEN_QPS" -le 0 ]; then
+        echo "bench: pen's UDP saturation run failed" >&2
+        exit 1
+    fi
+    record 0 u pen saturated_qps "$UDP_PEN_QPS"
+    note "UDP: pen saturated at $UDP_PEN_QPS queries/s (closed loop)"
+}
+
+# (o) open loop: pen's saturated rates, measured once before the rounds with
+# wrk as in (a) and (b), set the fixed rates (OPEN_RATES per cent of them).
+measure_pen_saturation() {
+    local mode extra out rps
+    for mode in ka new; do
+        extra=()
+        [ $mode = new ] && extra=(-H 'Connection: close')
+        start_contender pen
+        local url=http://127.0.0.1:$TARGET_PORT/small
+        taskset -c "$LOAD_CPU" wrk -t2 -c50 -d1s "${extra[@]}" "$url" >/dev/null 2>&1 || true
+        out=$(taskset -c "$LOAD_CPU" wrk -t2 -c50 -d"${DURATION}s" "${extra[@]}" "$url" 2>&1)
+        stop_contender
+        rps=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' <<<"$out")
+        if [ -z "$rps" ] || [ "$rps" -le 0 ]; then
+            echo "bench: pen's saturation run failed: $out" >&2
+            exit 1
+        fi
+        record 0 o pen "saturated_${mode}_rps" "$rps"
+        note "open loop: pen saturated at $rps requests/s ($mode)"
+        if [ $mode = ka ]; then SATURATED_KA=$rps; else SATURATED_NEW=$rps; fi
+    done
+}
+run_openloop() { # round contender
+    local round=$1 name=$2 mode pct rate out
+    IFS=, read -r -a rates <<<"$OPEN_RATES"
+    for mode in ka new; do
+        for pct in "${rates[@]}"; do
+            if [ $mode = ka ]; then rate=$SATURATED_KA; else rate=$SATURATED_NEW; fi
+            rate=$((rate * pct / 100))
+            start_contender "$name"
+            out=$(taskset -c "$LOAD_CPU" python3 "$HELPER" openloop "$TARGET_PORT" "${BALANCER_PID:-0}" \
+                "$mode" "$rate" "$DURATION" "$OPEN_CONNS")
+            stop_contender
+            record_lines "$round" "o@$mode$pct" "$name" "target_rate $rate
+$out"
+        done
+    done
+}
+
+# (k) redis: redis-benchmark (SET and GET, 50 connections) through the
+# balancer to one redis-server, without and with 16 commands pipelined.
+start_redis() {
+    REDIS_PORT=$(python3 "$HELPER" freeports 1)
+    mkdir -p "$WORK/redis"
+    taskset -c "$LOAD_CPU" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 \
+        --save '' --appendonly no --protected-mode no --dir "$WORK/redis" \
+        --logfile "$WORK/redis/redis.log" --daemonize no &
+    PIDS+=($!)
+    python3 "$HELPER" wait-port "$REDIS_PORT" 10 || {
+        echo "bench: redis-server did not start:" >&2
+        cat "$WORK/redis/redis.log" >&2
+        exit 1
+    }
+}
+run_redis() { # round contender
+    local round=$1 name=$2 pipeline n w out c0=0 c1=0 t0 t1 ops
+    BACKENDS=(127.0.0.1:"$REDIS_PORT")
+    DIRECT_PORT=$REDIS_PORT
+    for pipeline in 1 16; do
+        n=${REDIS_REQUESTS:-$((20000 * DURATION))}
+        w=k
+        if [ "$pipeline" -gt 1 ]; then
+            n=${REDIS_PIPELINED_REQUESTS:-$((150000 * DURATION))}
+            w=k@P$pipeline
+        fi
+        start_contender "$name"
+        [ -z "$BALANCER_PID" ] || c0=$(cpu_ticks "$BALANCER_PID")
+        t0=$(date +%s%N)
+        out=$(taskset -c "$LOAD_CPU" redis-benchmark -h 127.0.0.1 -p "$TARGET_PORT" -c 50 \
+            -n "$n" -P "$pipeline" -t set,get --csv 2>&1) || true
+        t1=$(date +%s%N)
+        [ -z "$BALANCER_PID" ] || c1=$(cpu_ticks "$BALANCER_PID")
+        stop_contender
+        echo "$out" >"$WORK/redis-$round-$w-$name.log"
+        # --csv: "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms",
+        # "p95_latency_ms","p99_latency_ms","max_latency_ms"
+        ops=$(awk -F'"' '$2 == "SET" || $2 == "GET" { k++ } END { print k + 0 }' <<<"$out")
+        if [ "$ops" != 2 ]; then
+            echo "  $w $name: redis-benchmark failed: $out" >&2
+            record "$round" "$w" "$name" ops_rps nan
+            continue
+        fi
+        record "$round" "$w" "$name" ops_rps "$(awk -F'"' '$2 == "SET" || $2 == "GET" { t += 1 / $4 } END { printf "%.1f", 2 / t }' <<<"$out")"
+        record "$round" "$w" "$name" p99_ms "$(awk -F'"' '$2 == "GET" { print $14 }' <<<"$out")"
+        [ -z "$BALANCER_PID" ] || record "$round" "$w" "$name" cpu_per_100k "$(per_100k $((c1 - c0)) $((2 * n)))"
+        echo "  $w $name: $(awk -F'"' '$2 == "SET" || $2 == "GET" { printf "%s %s/s ", $2, $4 }' <<<"$out")" >&2
+    done
+    BACKENDS=(127.0.0.1:"$B1" 127.0.0.1:"$B2")
+    DIRECT_PORT=$B1
 }
 
 # Profile (workload p, on request): under (a) and (b), count the balancer's
@@ -404,18 +788,31 @@ run_size() { # contender
 
 # ------------------------------------------------------------ main
 
-IFS=, read -r -a CONTENDER_LIST <<<"$CONTENDERS"
+IFS=, read -r -a CONTENDER_LIST <<<"${CONTENDERS:-ours,pen,haproxy,direct}"
+if [ -z "$CONTENDERS" ] && wants u; then
+    CONTENDER_LIST+=(nginx)
+fi
 : >"$OUT"
 rm -f "${OUT%.tsv}-profile.txt"
-note "pen benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): rounds $ROUNDS, wrk runs ${DURATION} s, bulk ${BULK_FETCHES} x 100 MB, idle pairs $IDLE_CONNS"
+note "pen benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): rounds $ROUNDS, wrk runs ${DURATION} s, bulk ${BULK_FETCHES} x 100 MB, idle pairs $IDLE_CONNS and ${IDLE_CONNS_LARGE}"
 note "machine: $(nproc) cores, $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r)"
 note "pinning: balancer on CPU $BALANCER_CPU; wrk, curl, python and both nginx on CPU $LOAD_CPU"
 note "ours: $OURS ($(cd "$REPO" && git describe --always --dirty 2>/dev/null || echo unknown)); pen: $(dpkg-query -W -f='${Version}' pen 2>/dev/null || echo ?); haproxy: $("$HAPROXY" -v 2>/dev/null | awk 'NR == 1 { print $3 }')"
+[ -z "$IDLE_NOTE" ] || note "$IDLE_NOTE"
+wants t && note "ours with TLS: $OURS_TLS; TLS keys: $TLS_KEYS; $(openssl version)"
+wants k && note "$(redis-server --version | cut -d' ' -f1-3)"
+case " ${CONTENDER_LIST[*]} " in *" nginx "*)
+    [ -r "$NGINX_STREAM_MODULE" ] || note "nginx: no stream module at $NGINX_STREAM_MODULE (apt-get install libnginx-mod-stream); left out" ;;
+esac
+wants t && make_tls_keys
+wants u && start_udp_backends && measure_pen_udp
+wants k && start_redis
+wants o && measure_pen_saturation
 note "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-case ",$WORKLOADS," in *,z,*)
-    for name in "${CONTENDER_LIST[@]}"; do run_size "$name"; done ;;
-esac
+if wants z; then
+    for name in "${CONTENDER_LIST[@]}"; do run_size "$name"; done
+fi
 
 for ((round = 1; round <= ROUNDS; round++)); do
     # Rotate the order each round so no contender always runs first.
@@ -425,9 +822,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
         order+=("${CONTENDER_LIST[$(((i + round - 1) % n))]}")
     done
     echo "round $round/$ROUNDS: ${order[*]} (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-    for w in a b c d n s p; do
-        case ",$WORKLOADS," in *,$w,*) ;; *) continue ;; esac
+    for w in a b c d n s t u o k p; do
+        wants $w || continue
         for name in "${order[@]}"; do
+            applies "$name" $w || continue
             case $w in
                 a) run_wrk "$round" a "$name" ;;
                 b) run_wrk "$round" b "$name" -H 'Connection: close' ;;
@@ -436,6 +834,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 n) run_neighbour "$round" "$name" ;;
                 s) run_startup "$round" "$name" ;;
                 p) run_profile "$round" "$name" ;;
+                t) run_tls "$round" "$name" ;;
+                u) run_udp "$round" "$name" ;;
+                o) run_openloop "$round" "$name" ;;
+                k) run_redis "$round" "$name" ;;
             esac
         done
     done

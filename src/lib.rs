@@ -15,6 +15,7 @@ pub mod cli;
 pub mod companions;
 pub mod control;
 pub mod daemon;
+pub mod dsr;
 pub mod filters;
 pub mod geoip;
 pub mod health;

@@ -166,12 +166,17 @@ pub mod causes {
     /// Out of descriptors, every new bulk direction copies.
     pub static NO_PIPE: RateLimit = RateLimit::per_second("can't make a splice pipe");
 
-    pub(super) static ALL: [&RateLimit; 5] = [
+    /// Direct server return: the interface refuses frames (too large,
+    /// buffers full).
+    pub static DSR_SEND: RateLimit = RateLimit::per_second("can't send a frame");
+
+    pub(super) static ALL: [&RateLimit; 6] = [
         &ACCEPT_PAUSED,
         &CLIENT_REFUSED,
         &NO_PAIR_THREAD,
         &NO_CONTROL_THREAD,
         &NO_PIPE,
+        &DSR_SEND,
     ];
 }
 

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use crate::addr::Host;
 use crate::runtime::Shared;
 use crate::state::servers::Backend;
-use crate::state::{Balancer, Refusal};
+use crate::state::{Balancer, DsrCounters, Refusal};
 
 /// The media type of the format, for the HTTP endpoint.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
@@ -41,6 +41,7 @@ struct Snapshot {
     servers: Vec<ServerRow>,
     refused: Vec<(Refusal, u64)>,
     used: usize,
+    dsr: Option<DsrCounters>,
 }
 
 /// The `address` label: `host:port`, `[v6]:port`, or a Unix socket's path.
@@ -89,6 +90,7 @@ fn snapshot(b: &Balancer, now: i64) -> Snapshot {
             .map(|&r| (r, b.counters.refused(r)))
             .collect(),
         used: b.conns.used(),
+        dsr: b.dsr.clone(),
     }
 }
 
@@ -186,6 +188,39 @@ pub fn render(shared: &Shared) -> String {
             "pen_clients_refused_total{{reason=\"{}\"}} {n}",
             why.label()
         );
+    }
+    // Direct server return's families, only in that mode.
+    if let Some(d) = &snap.dsr {
+        family(
+            &mut o,
+            "pen_dsr_frames_total",
+            "counter",
+            "Frames for the VIP in direct server return mode, by what became of them.",
+        );
+        for (outcome, n) in [
+            ("forwarded", d.forwarded),
+            ("no_server", d.no_server),
+            ("no_mac", d.no_mac),
+            ("unsendable", d.unsendable),
+            ("queue_full", d.queue_full),
+        ] {
+            let _ = writeln!(o, "pen_dsr_frames_total{{outcome=\"{outcome}\"}} {n}");
+        }
+        for (name, help, n) in [
+            (
+                "pen_dsr_tarpitted_total",
+                "TCP SYNs answered by the tarpit (tarpit_acl).",
+                d.tarpitted,
+            ),
+            (
+                "pen_dsr_arp_replies_total",
+                "ARP requests answered for the VIP and tarpit addresses.",
+                d.arp_replies,
+            ),
+        ] {
+            family(&mut o, name, "counter", help);
+            let _ = writeln!(o, "{name} {n}");
+        }
     }
     let (pairs, sessions) = if udp { (0, snap.used) } else { (snap.used, 0) };
     // Families of one unlabelled sample: name, type, help, value.

@@ -134,9 +134,20 @@ fn build_servers(
     cl: &CommandLine,
     backends: &[String],
     listen_port: u16,
+    dsr_any_port: bool,
 ) -> Result<(), Fatal> {
     let proto = if cl.udp { Proto::Udp } else { Proto::Tcp };
     let parse = |s: &str| {
+        // DSR with a bare VIP (every port): a server without a port shows
+        // port 0, as in pen; its frames keep their own ports.
+        if dsr_any_port {
+            let spec = addr::parse_backend(s, 1, proto).map_err(|e| fatal(e.to_string()))?;
+            let defaulted = addr::parse_backend(s, 2, proto).is_ok_and(|d| d.port == 2);
+            return Ok(addr::BackendSpec {
+                port: if defaulted { 0 } else { spec.port },
+                ..spec
+            });
+        }
         addr::parse_backend(s, listen_port, proto).map_err(|e| {
             if s.contains("::") && !s.starts_with('[') {
                 fatal(format!("{e} (write IPv6 servers in brackets: [{s}])"))
@@ -222,11 +233,33 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
             }
         }
     };
-    let proto = if cl.udp { Proto::Udp } else { Proto::Tcp };
-    let listen_addr = addr::parse_listen(&listen_spec, proto)
-        .map_err(|e| fatal(format!("listen address '{listen_spec}': {e}")))?;
+    // Direct server return: LISTEN is VIP[:PORT], served from a packet
+    // socket opened here, with the listeners, before privileges drop.
+    let dsr_if = shared.info().dsr_if.clone();
+    let (listen_addr, dsr) = match dsr_if {
+        Some(interface) => {
+            let vip = crate::dsr::parse_vip(&listen_spec)
+                .map_err(|e| fatal(format!("listen address '{listen_spec}': {e}")))?;
+            build_servers(
+                &shared,
+                &cl,
+                &backends,
+                vip.port.unwrap_or(0),
+                vip.port.is_none(),
+            )?;
+            let port =
+                crate::dsr::open(&interface, vip, cl.udp).map_err(|e| fatal(e.to_string()))?;
+            (None, Some(port))
+        }
+        None => {
+            let proto = if cl.udp { Proto::Udp } else { Proto::Tcp };
+            let listen_addr = addr::parse_listen(&listen_spec, proto)
+                .map_err(|e| fatal(format!("listen address '{listen_spec}': {e}")))?;
+            build_servers(&shared, &cl, &backends, listen_addr.port(), false)?;
+            (Some(listen_addr), None)
+        }
+    };
     shared.info().listen = Some(listen_spec.clone());
-    build_servers(&shared, &cl, &backends, listen_addr.port())?;
     let backlog = shared.lock().settings.listen_queue;
     // Signals are caught before anything can see that we are up (an open
     // port, or the daemon's parent returning): a TERM sent right after that
@@ -255,10 +288,13 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     };
     // An inherited listener (socket activation, an upgrade) is used as it
     // is: LISTEN still gives the default port of the servers.
-    let listener = match inherited.listen.take() {
-        Some(l) => l,
-        None => crate::listeners::open(&listen_addr, cl.udp, backlog)
-            .map_err(|e| fatal(crate::listeners::bind_error(&listen_spec, &e)))?,
+    let listener = match (inherited.listen.take(), &listen_addr) {
+        (_, None) => None,
+        (Some(l), Some(_)) => Some(l),
+        (None, Some(a)) => Some(
+            crate::listeners::open(a, cl.udp, backlog)
+                .map_err(|e| fatal(crate::listeners::bind_error(&listen_spec, &e)))?,
+        ),
     };
     // doc/pen-0.34.1.md, "Start-up order", step 9: the TLS context, after the
     // listeners.
@@ -344,12 +380,18 @@ fn run(cl: CommandLine) -> Result<(), Fatal> {
     };
     // UDP mode: one relay thread serves the UDP listener (see crate::udp);
     // the acceptor keeps only the control socket and the signals.
-    let listeners = if cl.udp {
-        crate::udp::spawn(Arc::clone(&shared), listener, Arc::clone(&handlers.filters))
-            .map_err(|e| fatal(e.to_string()))?;
-        Vec::new()
-    } else {
-        vec![listener]
+    // DSR mode: the DSR thread serves the packet socket (see crate::dsr).
+    let listeners = match (listener, dsr) {
+        (_, Some(port)) => {
+            crate::dsr::spawn(Arc::clone(&shared), port).map_err(|e| fatal(e.to_string()))?;
+            Vec::new()
+        }
+        (Some(listener), None) if cl.udp => {
+            crate::udp::spawn(Arc::clone(&shared), listener, Arc::clone(&handlers.filters))
+                .map_err(|e| fatal(e.to_string()))?;
+            Vec::new()
+        }
+        (listener, None) => listener.into_iter().collect(),
     };
     // An upgrade's old process waits for this before it drains.
     if let Some(ready) = inherited.ready.take() {

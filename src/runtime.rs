@@ -5,7 +5,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use crate::idle_pool::IdlePool;
 use crate::relay::YieldGuard;
@@ -41,6 +41,8 @@ pub struct ProcessInfo {
     pub web_stats: Option<PathBuf>,
     /// The metrics endpoint's address as given (`metrics_listen`).
     pub metrics_listen: Option<String>,
+    /// `dsr_if`: the interface of direct server return, set at start-up.
+    pub dsr_if: Option<String>,
     /// When the process started (UNIX time, `pen_start_time_seconds`).
     pub started_at: i64,
 }
@@ -105,6 +107,9 @@ pub struct Shared {
     /// activation): `metrics_listen` at start-up serves it instead of
     /// binding.
     pub inherited_metrics: Mutex<Option<OwnedFd>>,
+    /// The write end of the direct server return thread's wake pipe, set
+    /// when that thread runs: woken when servers or settings change.
+    pub dsr_wake: OnceLock<OwnedFd>,
     /// This value's own `Arc`, for threads started from a borrowed one.
     me: Weak<Shared>,
 }
@@ -141,6 +146,7 @@ impl Shared {
             idlers: IdlePool::default(),
             idlers_started: AtomicBool::new(false),
             inherited_metrics: Mutex::new(None),
+            dsr_wake: OnceLock::new(),
             me: me.clone(),
         }))
     }
@@ -203,6 +209,14 @@ impl Shared {
 
     pub fn wake_acceptor(&self) {
         pipe::wake(self.wake_write.as_raw_fd());
+    }
+
+    /// Tells the direct server return thread, if it runs, to look at the
+    /// servers and settings again now.
+    pub fn wake_dsr(&self) {
+        if let Some(fd) = self.dsr_wake.get() {
+            pipe::wake(fd.as_raw_fd());
+        }
     }
 
     pub fn wake_fd(&self) -> &OwnedFd {

@@ -56,6 +56,20 @@ pub fn available(b: &Balancer, i: usize, now: i64) -> bool {
     s.is_configured() && !s.is_blacklisted(now, b.settings.blacklist_time) && !is_down(b, s)
 }
 
+/// Direct server return's view of server `i`: its IPv4 address, if it has
+/// one, and whether it may be used now (not blacklisted, not down). The
+/// port does not matter: forwarded frames keep theirs.
+pub fn dsr_server(b: &Balancer, i: usize, now: i64) -> Option<(std::net::Ipv4Addr, bool)> {
+    let s = b.servers.backends.get(i)?;
+    let Host::Ip(IpAddr::V4(ip)) = s.host else {
+        return None;
+    };
+    Some((
+        ip,
+        !s.is_blacklisted(now, b.settings.blacklist_time) && !is_down(b, s),
+    ))
+}
+
 /// Down by the active health checks; while they are off no server is.
 fn is_down(b: &Balancer, s: &Backend) -> bool {
     b.settings.health_check > 0 && s.health.down
@@ -1080,6 +1094,64 @@ mod tests {
         want.push(Some(Target::Emergency));
         want.push(None);
         assert_eq!(seen, want);
+    }
+
+    /// Two pens with the same servers in other orders and with other
+    /// histories (clients seen, round robin cursor, a blacklisting that
+    /// has expired) place every client on the same server, also after the
+    /// same server is taken out of both.
+    #[test]
+    fn instances_agree_whatever_their_order_and_history() {
+        let ids = [0, 1, 2, 3, 4, 5, 6];
+        let instance = |order: &[usize]| {
+            let mut b = Balancer::default();
+            for (slot, (host, port)) in servers(order).into_iter().enumerate() {
+                let s = b.servers.ensure_slot(slot);
+                s.host = host;
+                s.port = port;
+            }
+            b.settings.hash = true;
+            b.settings.consistent_hash = true;
+            b
+        };
+        let mut one = instance(&ids);
+        let mut two = instance(&[5, 2, 6, 0, 3, 1, 4]);
+        // Only two has a past: clients seen, a cursor moved, a server
+        // blacklisted at 50 that is back by 100.
+        for ip in random_clients(300, 11) {
+            pick(&mut two, &ip.to_string(), 40);
+        }
+        two.blacklist(Target::Backend(3), 50);
+        let id = |b: &Balancer, t: Option<Target>| match t {
+            Some(Target::Backend(i)) => b.servers.backends[i].host.clone(),
+            other => panic!("{other:?}"),
+        };
+        let clients = random_clients(2_000, 12);
+        let placement = |b: &mut Balancer, now: i64| -> Vec<Host> {
+            clients
+                .iter()
+                .map(|ip| {
+                    let t = pick(b, &ip.to_string(), now);
+                    id(b, t)
+                })
+                .collect()
+        };
+        let before = placement(&mut one, 100);
+        assert_eq!(before, placement(&mut two, 100));
+        // Server 10.0.4.1 leaves both (slot 4 in one, 6 in two).
+        let gone = servers(&[4]).remove(0).0;
+        for b in [&mut one, &mut two] {
+            let slot = b.servers.backends.iter().position(|s| s.host == gone);
+            b.servers.backends[slot.unwrap()].port = 0;
+        }
+        let after = placement(&mut one, 200);
+        assert_eq!(after, placement(&mut two, 200));
+        for (was, now) in before.iter().zip(&after) {
+            assert_ne!(*now, gone);
+            if *was != gone {
+                assert_eq!(was, now, "a client moved off a server that stayed");
+            }
+        }
     }
 
     #[test]

@@ -87,6 +87,12 @@ pub struct Settings {
     pub send_proxy: Option<Version>,
     /// `accept_proxy`: each client must start with a PROXY header.
     pub accept_proxy: AcceptProxy,
+    /// `dsr_ip`: the source address of direct server return's ARP
+    /// requests (0.0.0.0 when unset).
+    pub dsr_ip: Option<std::net::Ipv4Addr>,
+    /// `tarpit_acl`: SYNs to addresses this ACL permits get the tarpit's
+    /// answer in DSR mode; -1 is off.
+    pub tarpit_acl: i64,
 }
 
 /// `accept_proxy on [N]` / `accept_proxy off`.
@@ -149,6 +155,8 @@ impl Default for Settings {
             health_check_rise: 2,
             send_proxy: None,
             accept_proxy: AcceptProxy::Off,
+            dsr_ip: None,
+            tarpit_acl: -1,
         }
     }
 }

@@ -1,8 +1,9 @@
 //! Packaging: the manual pages render cleanly; `make install` puts
-//! exactly one executable, its four links, five pages and the licence and
-//! README in place, each link runs its own program, and `make uninstall`
-//! takes them all away again. Runs `groff` and `make`; each test is skipped
-//! with a message when its tool is not installed.
+//! exactly one executable, its four links, five pages (gzipped, or as they
+//! are with `GZIP_MAN=0`) and the licence and README in place, each link
+//! runs its own program, and `make uninstall` takes them all away again.
+//! Runs `groff`, `make`, `gzip` and `man`; each test is skipped with a
+//! message when a tool it needs is not installed.
 
 mod common;
 use common::*;
@@ -69,6 +70,7 @@ fn make(target: &str, vars: &[(&str, &Path)]) -> Output {
         "BUILDDIR",
         "DOCDIR",
         "LINKS",
+        "GZIP_MAN",
         "STATIC",
         "TARGET",
         "TLS",
@@ -157,13 +159,35 @@ const LINKED: [&str; 4] = ["penctl", "penlog", "penlogd", "mergelogs"];
 /// The documents installed in `$(PREFIX)/share/doc/pen`.
 const DOCS: [&str; 2] = ["COPYING", "README.md"];
 
+/// How `make install` puts the manual pages in place.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Pages {
+    /// The default: `NAME.1.gz`.
+    Gzipped,
+    /// `GZIP_MAN=0`: `NAME.1`, as in `man/`.
+    Plain,
+}
+
+impl Pages {
+    /// The installed file name of `program`'s page.
+    fn file_name(self, program: &str) -> String {
+        match self {
+            Pages::Gzipped => format!("{program}.1.gz"),
+            Pages::Plain => format!("{program}.1"),
+        }
+    }
+}
+
 /// What `make install PREFIX=/usr` must put under DESTDIR: one binary,
 /// four links, five pages, the licence and the README.
-fn expected_tree() -> BTreeSet<String> {
+fn expected_tree(pages: Pages) -> BTreeSet<String> {
     let mut expected = BTreeSet::new();
     for program in PROGRAMS {
         expected.insert(format!("usr/bin/{}", program.name));
-        expected.insert(format!("usr/share/man/man1/{}.1", program.name));
+        expected.insert(format!(
+            "usr/share/man/man1/{}",
+            pages.file_name(program.name)
+        ));
     }
     for doc in DOCS {
         expected.insert(format!("usr/share/doc/pen/{doc}"));
@@ -171,9 +195,56 @@ fn expected_tree() -> BTreeSet<String> {
     expected
 }
 
-/// Installs into a fresh DESTDIR with `PREFIX=/usr` and `extra` variables,
-/// checks the tree, and returns DESTDIR.
-fn install(tag: &str, extra: &[(&str, &Path)]) -> TempDir {
+/// The contents of a gzip file, which must carry no file name and no time
+/// stamp (`gzip -n`: the same bytes on every install).
+fn gunzip(path: &Path) -> Vec<u8> {
+    let gz = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(
+        gz.len() > 10 && gz[..3] == [0x1f, 0x8b, 8],
+        "{} is not gzip",
+        path.display()
+    );
+    assert_eq!(gz[3] & 0x08, 0, "{} records a file name", path.display());
+    assert_eq!(gz[4..8], [0; 4], "{} records a time stamp", path.display());
+    let out = run_command(
+        Command::new("gzip").arg("-dc").arg(path),
+        Vec::new(),
+        DEADLINE,
+    );
+    assert!(out.status.success(), "gzip -dc: {}", describe(&out));
+    out.stdout
+}
+
+/// `man -l PAGE` formats the installed page (when `man` is installed): it
+/// finds the page's name in it.
+fn check_man_renders(page: &Path, program: &str) {
+    if !have("man") {
+        eprintln!("not rendering {}: man is not installed", page.display());
+        return;
+    }
+    let out = run_command(
+        Command::new("man")
+            .arg("-l")
+            .arg(page)
+            .env("MANPAGER", "cat")
+            .env("MANWIDTH", "80")
+            .env("LC_ALL", "C"),
+        Vec::new(),
+        DEADLINE,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("NAME") && text.contains(program),
+        "man -l {}: {}",
+        page.display(),
+        describe(&out)
+    );
+}
+
+/// Installs into a fresh DESTDIR with `PREFIX=/usr` and `extra` variables
+/// (`GZIP_MAN=0` too for `Pages::Plain`), checks the tree, and returns
+/// DESTDIR.
+fn install(tag: &str, extra: &[(&str, &Path)], pages: Pages) -> TempDir {
     let dest = TempDir::new(tag);
     let build = build_dir();
     let mut vars = vec![
@@ -182,9 +253,16 @@ fn install(tag: &str, extra: &[(&str, &Path)]) -> TempDir {
         ("BUILDDIR", build.as_path()),
     ];
     vars.extend_from_slice(extra);
+    if pages == Pages::Plain {
+        vars.push(("GZIP_MAN", Path::new("0")));
+    }
     let out = make("install", &vars);
     assert!(out.status.success(), "make install: {}", describe(&out));
-    assert_eq!(files_under(dest.path()), expected_tree(), "installed tree");
+    assert_eq!(
+        files_under(dest.path()),
+        expected_tree(pages),
+        "installed tree"
+    );
 
     let bin = dest.path().join("usr/bin");
     let installed = bin.join("pen");
@@ -196,16 +274,21 @@ fn install(tag: &str, extra: &[(&str, &Path)]) -> TempDir {
         let page = dest
             .path()
             .join("usr/share/man/man1")
-            .join(format!("{}.1", program.name));
+            .join(pages.file_name(program.name));
         assert_eq!(mode(&page), 0o644, "{}", page.display());
         let source = std::fs::read(crate_root().join("man").join(format!("{}.1", program.name)))
             .expect("read source page");
-        assert_eq!(
-            std::fs::read(&page).expect("read installed page"),
-            source,
-            "{}.1 copied unchanged",
+        let installed = match pages {
+            Pages::Gzipped => gunzip(&page),
+            Pages::Plain => std::fs::read(&page).expect("read installed page"),
+        };
+        assert!(
+            installed == source,
+            "{} is not man/{}.1",
+            page.display(),
             program.name
         );
+        check_man_renders(&page, program.name);
     }
     for doc in DOCS {
         let installed = dest.path().join("usr/share/doc/pen").join(doc);
@@ -344,11 +427,11 @@ fn check_programs(bin: &Path) {
 
 #[test]
 fn installed_links_run_their_programs() {
-    if !have("make") {
-        eprintln!("skipping: make is not installed");
+    if !have("make") || !have("gzip") {
+        eprintln!("skipping: make or gzip is not installed");
         return;
     }
-    let dest = install("destdir", &[]);
+    let dest = install("destdir", &[], Pages::Gzipped);
     let bin = dest.path().join("usr/bin");
     for name in LINKED {
         let link = bin.join(name);
@@ -366,7 +449,11 @@ fn installed_hard_links_run_their_programs() {
         eprintln!("skipping: make is not installed");
         return;
     }
-    let dest = install("destdir-hard", &[("LINKS", Path::new("hard"))]);
+    let dest = install(
+        "destdir-hard",
+        &[("LINKS", Path::new("hard"))],
+        Pages::Plain,
+    );
     let bin = dest.path().join("usr/bin");
     let pen_inode = std::fs::metadata(bin.join("pen")).expect("pen").ino();
     for name in LINKED {
@@ -380,33 +467,46 @@ fn installed_hard_links_run_their_programs() {
 }
 
 #[test]
-fn install_refuses_an_unknown_link_kind() {
+fn install_refuses_unknown_choices() {
     if !have("make") {
         eprintln!("skipping: make is not installed");
         return;
     }
-    let dest = TempDir::new("destdir-badlinks");
-    let build = build_dir();
-    let out = make(
-        "install",
-        &[
-            ("DESTDIR", dest.path()),
-            ("BUILDDIR", build.as_path()),
-            ("LINKS", Path::new("soft")),
-        ],
-    );
-    assert!(
-        !out.status.success(),
-        "LINKS=soft accepted: {}",
-        describe(&out)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("LINKS=soft: say LINKS=symbolic or LINKS=hard"),
-        "{}",
-        describe(&out)
-    );
-    assert_eq!(files_under(dest.path()), BTreeSet::new());
+    let cases = [
+        (
+            "LINKS",
+            "soft",
+            "LINKS=soft: say LINKS=symbolic or LINKS=hard",
+        ),
+        (
+            "GZIP_MAN",
+            "yes",
+            "GZIP_MAN=yes: say GZIP_MAN=1 or GZIP_MAN=0",
+        ),
+    ];
+    for (name, value, expected) in cases {
+        let dest = TempDir::new("destdir-badchoice");
+        let build = build_dir();
+        let out = make(
+            "install",
+            &[
+                ("DESTDIR", dest.path()),
+                ("BUILDDIR", build.as_path()),
+                (name, Path::new(value)),
+            ],
+        );
+        assert!(
+            !out.status.success(),
+            "{name}={value} accepted: {}",
+            describe(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(expected),
+            "{}",
+            describe(&out)
+        );
+        assert_eq!(files_under(dest.path()), BTreeSet::new());
+    }
 }
 
 #[test]

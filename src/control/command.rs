@@ -4,8 +4,8 @@
 //!
 //! Differences from pen 0.34.1: arguments must be well-formed (pen's `atoi`
 //! turned "abc" into 0); a command pen accepts but ignores or crashes on
-//! (`dummy`, `peek`, `dsr_if`, `tarpit_acl N` for N >= 0, `block`,
-//! `delayed_forward`, a missing argument) gets an error reply instead; error
+//! (`dummy`, `peek`, `dsr_if` at run time, `block`, `delayed_forward`, a
+//! missing argument) gets an error reply instead; error
 //! replies are one line starting with `error: `.
 
 use std::fmt;
@@ -66,7 +66,14 @@ pub enum Command {
     NoSource,
     /// `idlers [N]`: `None` queries.
     Idlers(Option<usize>),
-    TarpitAcl,
+    /// `dsr_if [IFNAME]`: direct server return's interface (start-up
+    /// only); `None` queries it.
+    DsrIf(Option<String>),
+    /// `dsr_ip [ADDRESS]`: the source address of DSR's ARP requests;
+    /// `None` queries it.
+    DsrIp(Option<std::net::Ipv4Addr>),
+    /// `dsr`: direct server return's counters.
+    Dsr,
     /// The metrics in Prometheus' text format.
     Metrics,
     /// `metrics_listen [HOST:]PORT`; `None` queries it.
@@ -236,8 +243,6 @@ const NOT_IMPLEMENTED: &[(&str, &str)] = &[
     ),
     ("dummy", "the built-in dummy responder is not supported"),
     ("peek", "pen 0.34.1 never finished this feature"),
-    ("dsr_if", "direct server return (DSR) is not supported"),
-    ("dsr_ip", "direct server return (DSR) is not supported"),
     ("select", "this pen always uses poll()"),
     ("epoll", "this pen always uses poll()"),
     ("kqueue", "You don't have kqueue"),
@@ -365,13 +370,19 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
                 _ => return Err(invalid(format!("idlers: N must be from 0 to {MAX_IDLERS}"))),
             },
         }),
-        "tarpit_acl" => match arg {
-            // -1, the default, switches tarpitting off: nothing to refuse.
-            None | Some("-1") => Command::TarpitAcl,
-            Some(_) => return Err(invalid(
-                "tarpit_acl: tarpitting needs direct server return (DSR), which is not supported",
-            )),
-        },
+        "dsr_if" => Command::DsrIf(match arg {
+            None => None,
+            Some(i) if i.len() < 16 && !i.contains('/') => Some(i.to_string()),
+            Some(i) => return Err(invalid(format!("dsr_if: '{i}' is not an interface name"))),
+        }),
+        "dsr_ip" => Command::DsrIp(match arg {
+            None => None,
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| invalid(format!("dsr_ip: '{a}' is not an IPv4 address")))?,
+            ),
+        }),
+        "dsr" => Command::Dsr,
         "poll" => Command::Poll,
         "geoip_db" => Command::GeoipDb(arg.map(PathBuf::from)),
         "country" => {

@@ -267,6 +267,13 @@ pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
     if let Some(m) = &info.metrics_listen {
         o.push_str(&format!("metrics_listen {m}\n"));
     }
+    // pen 0.34.1 saved neither, so its files lost DSR on a restart.
+    if let Some(i) = &info.dsr_if {
+        o.push_str(&format!("dsr_if {i}\n"));
+    }
+    if let Some(ip) = s.dsr_ip {
+        o.push_str(&format!("dsr_ip {ip}\n"));
+    }
     o
 }
 

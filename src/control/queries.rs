@@ -2,6 +2,7 @@
 //! `connection`, `socket` and the other read-only commands. They read
 //! the state under the lock and never change it.
 
+use super::command::{invalid, CommandError};
 use super::settings::mode_line;
 use super::Command;
 use crate::geoip::{Coverage, GeoIp};
@@ -15,6 +16,10 @@ pub(super) fn answer(shared: &Shared, cmd: &Command) -> Option<String> {
     let now = crate::sys::now_unix();
     Some(match cmd {
         Command::Servers => servers_reply(&shared.lock()),
+        Command::Dsr => match dsr_reply(&shared.lock()) {
+            Ok(r) => r,
+            Err(_) => return None,
+        },
         Command::Health => health_reply(&shared.lock(), now),
         Command::Recent(secs) => recent_reply(&shared.lock(), *secs, now),
         Command::Connection(n) => connection_reply(&shared.lock(), *n),
@@ -99,8 +104,38 @@ pub fn servers_reply(b: &Balancer) -> String {
             s.sent + live[i].0,
             s.received + live[i].1
         ));
+        // In DSR mode, `sx` counts the bytes of the frames forwarded.
+        if b.dsr.is_some() {
+            out.insert_str(out.len() - 1, &format!(" frames {}", s.frames));
+        }
     }
     out
+}
+
+/// The `dsr` reply: what direct server return did with the frames it saw
+/// (man/penctl.1); an error when it is off.
+pub(super) fn dsr_reply(b: &Balancer) -> Result<String, CommandError> {
+    let Some(c) = &b.dsr else {
+        return Err(invalid(
+            "dsr: direct server return is off (start pen with -o 'dsr_if IFNAME')",
+        ));
+    };
+    let tarpit = match b.settings.tarpit_acl {
+        n if n >= 0 => format!("acl {n}"),
+        _ => "off".to_string(),
+    };
+    Ok(format!(
+        "{}\nforwarded {}\ndropped_no_server {}\ndropped_no_mac {}\ndropped_unsendable {}\n\
+         dropped_queue_full {}\ntarpit {tarpit} tarpitted {}\narp_replies {}\n",
+        c.description,
+        c.forwarded,
+        c.no_server,
+        c.no_mac,
+        c.unsendable,
+        c.queue_full,
+        c.tarpitted,
+        c.arp_replies
+    ))
 }
 
 /// The `health` reply: one line per server with the health checks' view

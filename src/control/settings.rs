@@ -191,6 +191,19 @@ pub static NUMBERS: &[NumberRow] = &[
         |b, v| b.settings.control_acl = v as usize,
         Save::PenList
     ),
+    // pen's reply has no newline (doc/pen-0.34.1.md, quirk Q31); -1 is off.
+    // It works in DSR mode only (man/penctl.1).
+    NumberRow {
+        reply: |v| format!("tarpit_acl = {v}"),
+        ..number!(
+            "tarpit_acl",
+            -1,
+            ACL_MAX,
+            |b| b.settings.tarpit_acl,
+            |b, v| b.settings.tarpit_acl = v,
+            Save::WhenChanged
+        )
+    },
     NumberRow {
         reply: |v| format!("Idle timeout: {v} seconds\n"),
         ..number!(

@@ -164,11 +164,25 @@ fn numeric_replies() {
 }
 
 #[test]
-fn tarpit_acl_minus_one_is_the_default_not_an_error() {
+fn tarpit_acl_takes_minus_one_to_nine_and_replies_without_newline() {
     let mut b = Balancer::default();
+    assert_eq!(run(&mut b, "tarpit_acl 3"), "tarpit_acl = 3");
+    assert_eq!(b.settings.tarpit_acl, 3);
     assert_eq!(run(&mut b, "tarpit_acl -1"), "tarpit_acl = -1");
-    assert!(parse("tarpit_acl 3").is_err());
-    assert!(parse("tarpit_acl 0").is_err());
+    assert!(parse("tarpit_acl 10").is_err());
+    assert!(parse("tarpit_acl -2").is_err());
+}
+
+#[test]
+fn dsr_ip_is_a_setting_and_dsr_if_parses_names_only() {
+    let mut b = Balancer::default();
+    assert_eq!(run(&mut b, "dsr_ip"), "");
+    assert_eq!(run(&mut b, "dsr_ip 192.0.2.2"), "192.0.2.2\n");
+    assert_eq!(b.settings.dsr_ip, Some("192.0.2.2".parse().unwrap()));
+    assert!(parse("dsr_ip 2001:db8::1").is_err());
+    assert!(parse("dsr_if a/b").is_err());
+    assert!(parse("dsr_if averyveryverylongname").is_err());
+    assert!(parse("dsr_if eth0").is_ok());
 }
 
 #[test]
@@ -420,4 +434,22 @@ fn geoip_commands_parse() {
         panic!("acl country");
     };
     assert_eq!(e.to_string(), "deny country CN");
+}
+
+#[test]
+fn servers_lines_gain_frames_only_in_dsr_mode_and_dsr_is_an_error_without_it() {
+    let mut b = Balancer::default();
+    run(&mut b, "server 0 address 192.0.2.21 port 80");
+    let plain = servers_reply(&b);
+    assert!(plain.ends_with(" sx 0 rx 0\n"), "{plain}");
+    assert!(queries::dsr_reply(&b).is_err());
+    b.dsr = Some(Default::default());
+    b.servers.backends[0].frames = 7;
+    assert_eq!(
+        servers_reply(&b),
+        plain.replace("rx 0\n", "rx 0 frames 7\n")
+    );
+    let dsr = queries::dsr_reply(&b).unwrap();
+    assert!(dsr.contains("\nforwarded 0\n"), "{dsr}");
+    assert!(dsr.contains("\ntarpit off tarpitted 0\n"), "{dsr}");
 }

@@ -65,6 +65,7 @@ enum InfoChange {
     LogTarget(Option<String>),
     WebStats(Option<PathBuf>),
     MetricsListen(Option<String>),
+    DsrIf(String),
 }
 
 impl InfoChange {
@@ -77,6 +78,7 @@ impl InfoChange {
             InfoChange::LogTarget(t) => info.log_target = t.clone(),
             InfoChange::WebStats(p) => info.web_stats = p.clone(),
             InfoChange::MetricsListen(spec) => info.metrics_listen = spec.clone(),
+            InfoChange::DsrIf(name) => info.dsr_if = Some(name.clone()),
         }
     }
 }
@@ -160,8 +162,10 @@ impl<'a> Transaction<'a> {
             | Command::NoAcl(_)
             | Command::Source(_)
             | Command::NoSource
-            | Command::TarpitAcl
+            | Command::DsrIp(_)
             | Command::Poll => self.setting(cmd),
+            Command::DsrIf(name) => self.dsr_if(name.as_deref())?,
+            Command::Dsr => queries::dsr_reply(b)?,
             Command::Pid
             | Command::Control
             | Command::Listen(None)
@@ -352,6 +356,11 @@ impl<'a> Transaction<'a> {
                     "listen: changing the UDP listener at run time is not supported; restart pen",
                 ));
             }
+            if self.info.dsr_if.is_some() {
+                return Err(invalid(
+                    "listen: in direct server return mode the VIP is set at start-up; restart pen",
+                ));
+            }
             let backlog = self.staged.settings.listen_queue;
             let fd = listeners::open(&addr, false, backlog)
                 .map_err(|e| invalid(listeners::bind_error(spec, &e)))?;
@@ -362,6 +371,29 @@ impl<'a> Transaction<'a> {
             from_command: self.origin == Origin::Startup,
         });
         Ok(format!("{spec}\n"))
+    }
+
+    /// `dsr_if [IFNAME]`: names the interface at start-up (pen opens it
+    /// with the listeners). At run time only the interface in use is
+    /// taken, as a no-op, so that a `write` file can be read back on
+    /// SIGHUP; pen 0.34.1 crashed (doc/pen-0.34.1.md, quirk Q11).
+    fn dsr_if(&mut self, name: Option<&str>) -> Result<String, CommandError> {
+        let Some(name) = name else {
+            return Ok(self
+                .info
+                .dsr_if
+                .as_ref()
+                .map(|i| format!("{i}\n"))
+                .unwrap_or_default());
+        };
+        if self.origin == Origin::Startup {
+            self.change_info(InfoChange::DsrIf(name.to_string()));
+        } else if self.info.dsr_if.as_deref() != Some(name) {
+            return Err(invalid(
+                "dsr_if: direct server return is set up at start-up only; restart pen to change it",
+            ));
+        }
+        Ok(String::new())
     }
 
     /// `metrics_listen [HOST:]PORT`: the endpoint is bound now (at start-up
@@ -496,6 +528,7 @@ impl<'a> Transaction<'a> {
             logging::set_level(b.settings.debug);
             shared.sync_limits(&b);
         }
+        shared.wake_dsr();
         crate::health::start_if_enabled(shared);
         crate::idlers::start_if_wanted(shared);
         // A server or setting may have changed: the idlers follow.
@@ -699,9 +732,19 @@ pub fn apply_setting(b: &mut Balancer, cmd: &Command, now: i64) -> Option<String
             }
             String::new()
         }
-        Command::TarpitAcl => "tarpit_acl = -1".to_string(),
+        Command::DsrIp(ip) => {
+            if let Some(ip) = ip {
+                b.settings.dsr_ip = Some(*ip);
+            }
+            b.settings
+                .dsr_ip
+                .map(|ip| format!("{ip}\n"))
+                .unwrap_or_default()
+        }
         Command::Poll => String::new(),
         Command::Servers
+        | Command::DsrIf(_)
+        | Command::Dsr
         | Command::Health
         | Command::Recent(_)
         | Command::Connection(_)

@@ -9,6 +9,10 @@ use crate::state::connections::PairCounters;
 
 /// The copy path's read size (pen reads 32 KiB).
 const COPY_CHUNK: usize = 32 * 1024;
+/// A read shorter than this found its source drained: the pump goes back
+/// to poll() instead of paying for a read that would find nothing. It is a
+/// TLS record's largest payload, since a TLS read returns one record.
+const DRAINED_BELOW: usize = 16 * 1024;
 
 /// Sees (and may rewrite) the bytes of a pair; used instead of splice.
 // `from_client`/`from_server` name the direction the bytes come from, not a
@@ -110,6 +114,7 @@ fn pump(
     src: &mut Endpoint<'_>,
     dst: &mut Endpoint<'_>,
 ) -> Result<(), Outcome> {
+    let mut drained = false;
     loop {
         while cb.off < cb.out.len() {
             match dst.write(&cb.out[cb.off..]) {
@@ -124,12 +129,15 @@ fn pump(
         cb.out = Vec::new();
         cb.off = 0;
         flow.pending = 0;
+        if drained {
+            return Ok(());
+        }
         if flow.eof {
             flow.pass_eof_if_drained(dst, false);
             return Ok(());
         }
-        let mut input = vec![0u8; COPY_CHUNK];
-        match src.read(&mut input) {
+        let mut input = Vec::new();
+        match src.read_into(&mut input, COPY_CHUNK) {
             Ok(0) => {
                 flow.eof = true;
                 if let Source::Client = from {
@@ -141,6 +149,7 @@ fn pump(
                 }
             }
             Ok(n) => {
+                drained = n < DRAINED_BELOW;
                 PairCounters::add(flow.counter, n);
                 let data = &input[..n];
                 match from {

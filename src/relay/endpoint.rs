@@ -27,7 +27,7 @@ pub enum ClientSide<'a> {
 /// What the relay does with a TLS stream. Called as `TlsIo::method`: the
 /// real stream's inherent methods of the same names would win otherwise.
 trait TlsIo {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    fn read_into(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize>;
     fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
     /// After `WouldBlock`: the poll events to wait for.
     fn wanted_events(&self) -> i16;
@@ -45,8 +45,8 @@ mod tls_io {
     use crate::tls::Want;
 
     impl TlsIo for TlsStream {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            TlsStream::read(self, buf)
+        fn read_into(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+            TlsStream::read_into(self, buf, max)
         }
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             TlsStream::write(self, buf)
@@ -77,7 +77,7 @@ mod tls_io {
     pub enum TlsStream {}
 
     impl TlsIo for TlsStream {
-        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+        fn read_into(&mut self, _: &mut Vec<u8>, _: usize) -> io::Result<usize> {
             match *self {}
         }
         fn write(&mut self, _: &[u8]) -> io::Result<usize> {
@@ -161,11 +161,13 @@ impl<'a> Endpoint<'a> {
         self.write_events
     }
 
-    pub(super) fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    /// Reads at most `max` bytes, appended to `buf` (its spare capacity:
+    /// nothing is zeroed first).
+    pub(super) fn read_into(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
         match &mut self.transport {
-            Transport::Socket(fd) => socket::read(*fd, buf),
+            Transport::Socket(fd) => socket::read_into(*fd, buf, max),
             Transport::Tls(stream) => {
-                let result = TlsIo::read(&mut **stream, buf);
+                let result = TlsIo::read_into(&mut **stream, buf, max);
                 if matches!(&result, Err(e) if would_block(e)) {
                     self.read_events = stream.wanted_events();
                 }

@@ -304,11 +304,26 @@ impl Pair<'_, '_, '_> {
                     }
                     moved.map_err(Outcome::Failed)
                 }
-                // TLS may need the opposite readiness: any event on either
-                // side lets both directions try.
-                Pumps::Copy(copy) => copy
-                    .up(up, client, server)
-                    .and_then(|()| copy.down(down, server, client)),
+                // A direction tries when its source or destination has what
+                // its last blocked call waited for (TLS may wait for the
+                // opposite readiness), or when OpenSSL holds its bytes.
+                Pumps::Copy(copy) => {
+                    let ready =
+                        |revents: i16, events: i16| revents & (events | poll::HUP | poll::ERR) != 0;
+                    let up_go = buffered
+                        || (up.wants_read() && ready(rc, client.read_events()))
+                        || (up.wants_write() && ready(rs, server.write_events()));
+                    let down_go = (down.wants_read() && ready(rs, server.read_events()))
+                        || (down.wants_write() && ready(rc, client.write_events()));
+                    let mut moved = Ok(());
+                    if up_go {
+                        moved = copy.up(up, client, server);
+                    }
+                    if down_go && moved.is_ok() {
+                        moved = copy.down(down, server, client);
+                    }
+                    moved
+                }
             };
             if let Err(outcome) = moved {
                 return outcome;

@@ -121,8 +121,8 @@ impl SplicePump {
             return Ok(());
         }
         // The buffer lives only for this read, so an idle pair holds none.
-        let mut buf = vec![0u8; if self.no_pipe { NO_PIPE_READ } else { SMALL }];
-        let n = match src.read(&mut buf) {
+        let mut buf = Vec::new();
+        let n = match src.read_into(&mut buf, if self.no_pipe { NO_PIPE_READ } else { SMALL }) {
             Ok(0) => {
                 flow.eof = true;
                 flow.pass_eof_if_drained(dst, last);
@@ -139,7 +139,6 @@ impl SplicePump {
             Err(e) => return Err(e),
         };
         if w < n {
-            buf.truncate(n);
             self.held = buf;
             self.held_from = w;
             flow.pending = n - w;

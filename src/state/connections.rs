@@ -116,9 +116,8 @@ pub struct Connection {
 #[derive(Clone, Debug)]
 pub struct ConnectionTable {
     slots: Vec<Option<Connection>>,
-    /// Free indices below `slots.len()`, lowest on top: a heap, so that a
-    /// pair's end costs O(log n) under the balancer lock, not a sort of
-    /// every free slot (which made 10,000 pairs closing at once quadratic).
+    /// Free slot numbers, lowest on top: O(log n) per connection under
+    /// the lock, where sorting the list on every remove was O(n).
     free: BinaryHeap<Reverse<usize>>,
     capacity: usize,
     used: usize,

@@ -49,6 +49,8 @@ pub struct Balancer {
     /// Process-wide counters for the metrics; they live in the running
     /// state, so reloads keep them.
     pub counters: Counters,
+    /// Direct server return's counters; `None` when it is off.
+    pub dsr: Option<DsrCounters>,
 }
 
 /// Why a client was refused (`pen_clients_refused_total`).
@@ -101,6 +103,30 @@ impl Counters {
     }
 }
 
+/// What direct server return did with the frames it saw (`dsr` reply,
+/// man/penctl.1). The per-server counts are in the server table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DsrCounters {
+    /// The interface, its Ethernet address and the VIP, as the `dsr`
+    /// reply's first line says them.
+    pub description: String,
+    pub forwarded: u64,
+    /// Dropped: no server usable.
+    pub no_server: u64,
+    /// Dropped: the chosen server's Ethernet address is not known yet.
+    pub no_mac: u64,
+    /// Dropped: the interface would not take the frame (larger than its
+    /// MTU, buffers full).
+    pub unsendable: u64,
+    /// Dropped by the kernel before pen read them: the packet socket's
+    /// buffer was full (pen did not keep up).
+    pub queue_full: u64,
+    /// SYNs answered by the tarpit.
+    pub tarpitted: u64,
+    /// ARP requests answered (for the VIP and for tarpit addresses).
+    pub arp_replies: u64,
+}
+
 impl Default for Balancer {
     fn default() -> Balancer {
         Balancer {
@@ -115,6 +141,7 @@ impl Default for Balancer {
             running: false,
             proxy_refused: 0,
             counters: Counters::default(),
+            dsr: None,
         }
     }
 }

@@ -130,6 +130,9 @@ pub struct Backend {
     /// finished (live connections add their own counters when reported).
     pub sent: u64,
     pub received: u64,
+    /// Frames forwarded to the server by direct server return (their
+    /// bytes are in `sent`).
+    pub frames: u64,
     /// Active health checks' view of it (ignored while they are off).
     pub health: Health,
     /// The slot's counters for the metrics, since it got its address.
@@ -166,6 +169,7 @@ impl Backend {
             failed_at: 0,
             sent: 0,
             received: 0,
+            frames: 0,
             health: Health::default(),
             metrics: SlotMetrics::default(),
         }

@@ -19,8 +19,10 @@ macro_rules! syscall {
 #[allow(unused_imports)]
 pub(crate) use syscall;
 
+pub mod epoll;
 pub mod memory;
 pub mod netdb;
+pub mod packet;
 pub mod pipe;
 pub mod poll;
 pub mod process;

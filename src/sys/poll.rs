@@ -62,25 +62,35 @@ impl std::fmt::Debug for PollFd {
     }
 }
 
+/// A wait's timeout in milliseconds for poll(2) and epoll_wait(2): -1 for
+/// none, rounded up so a 0.5 ms timeout does not become a busy loop.
+pub(super) fn timeout_ms(timeout: Option<Duration>) -> libc::c_int {
+    match timeout {
+        None => -1,
+        Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
+    }
+}
+
+/// The count a wait returned, with EINTR as `Ok(0)` so callers re-check
+/// their signal flags.
+pub(super) fn ready_count(res: libc::c_int) -> io::Result<usize> {
+    if res >= 0 {
+        return Ok(res as usize);
+    }
+    let err = io::Error::last_os_error();
+    if err.kind() == io::ErrorKind::Interrupted {
+        return Ok(0);
+    }
+    Err(err)
+}
+
 /// Waits until one of `fds` is ready or `timeout` passes (`None` = forever).
 /// EINTR is reported as `Ok(0)` so callers re-check their signal flags.
 pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<usize> {
-    let ms: libc::c_int = match timeout {
-        None => -1,
-        // Round up so a 0.5 ms timeout does not become a busy loop.
-        Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
-    };
+    let ms = timeout_ms(timeout);
     // SAFETY: PollFd is repr(transparent) over libc::pollfd, the pointer and
     // length come from a live mutable slice.
-    let res = unsafe { libc::poll(fds.as_mut_ptr().cast(), fds.len() as libc::nfds_t, ms) };
-    if res < 0 {
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            return Ok(0);
-        }
-        return Err(err);
-    }
-    Ok(res as usize)
+    ready_count(unsafe { libc::poll(fds.as_mut_ptr().cast(), fds.len() as libc::nfds_t, ms) })
 }
 
 /// Waits for one descriptor; returns its revents (0 on timeout).

@@ -442,6 +442,21 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n as usize)
 }
 
+/// read(2) into the spare capacity of `buf` (at most `max` bytes), which
+/// grows by what was read: a buffer that only lives for one read need not
+/// be zeroed first (a 32 KiB memset per read of the copy path).
+pub fn read_into(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    buf.reserve(max);
+    let spare = buf.spare_capacity_mut();
+    let want = spare.len().min(max);
+    // SAFETY: the pointer and length describe spare capacity of `buf`,
+    // which read(2) only writes to; `fd` is borrowed, so it is open.
+    let n = unsafe { syscall!(read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want))? } as usize;
+    // SAFETY: read(2) initialised the first `n` (<= `want`) spare bytes.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
+}
+
 /// recv(2) with MSG_PEEK: copies waiting bytes into `buf` and leaves them
 /// queued.
 pub fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {

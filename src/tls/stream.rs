@@ -179,6 +179,31 @@ impl TlsStream {
         }
     }
 
+    /// As [`read`](Self::read), into the spare capacity of `buf` (at most
+    /// `max` bytes), which grows by what was read: no zeroing of a buffer
+    /// that only lives for one read.
+    pub fn read_into(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        if max == 0 {
+            return Ok(0);
+        }
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        let len = c_int::try_from(spare.len().min(max)).unwrap_or(c_int::MAX);
+        prepare_io_call();
+        // SAFETY: valid SSL; the pointer and length describe spare capacity
+        // of `buf`, which SSL_read only writes to.
+        let ret = unsafe { ffi::SSL_read(self.ssl.as_ptr(), spare.as_mut_ptr().cast(), len) };
+        if ret > 0 {
+            // SAFETY: SSL_read initialised the first `ret` (<= `len`) bytes.
+            unsafe { buf.set_len(buf.len() + ret as usize) };
+            return Ok(ret as usize);
+        }
+        match self.io_error(ret) {
+            Ok(()) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Writes up to 16000 bytes of `buf`: `Ok(n)` bytes taken (partial
     /// writes are normal), `Err(WouldBlock)` → wait for
     /// [`want`](Self::want), then call again with the same data.

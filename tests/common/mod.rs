@@ -2,7 +2,8 @@
 //! child processes (`process`), waits for observable state with a deadline
 //! (`wait`), loopback ports and clients (`net`), std-only backends
 //! (`backend`), pen's statistics report (`stats`), scratch directories
-//! (`fs`) and a throwaway PKI for TLS (`pki`).
+//! (`fs`), a throwaway PKI for TLS (`pki`) and a test network of
+//! namespaced hosts (`netns`).
 //!
 //! Names that must not resolve are written with an empty label
 //! (`no..such.host`): glibc rejects those itself, so no test sends a DNS
@@ -13,6 +14,7 @@ pub mod backend;
 pub mod fs;
 pub mod geoip_writer;
 pub mod net;
+pub mod netns;
 pub mod pki;
 pub mod process;
 pub mod stats;

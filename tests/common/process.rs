@@ -272,11 +272,18 @@ impl Pen {
 
     /// Spawns `program -f ARGS` without waiting for anything.
     pub fn spawn_program(program: impl AsRef<OsStr>, args: &[&str]) -> Pen {
+        Pen::spawn_command(&mut Command::new(program), args)
+    }
+
+    /// Spawns `command -f ARGS`, where `command` runs pen (through a
+    /// wrapper that execs it, such as `ip netns exec`, so that its PID is
+    /// pen's), without waiting for anything.
+    pub fn spawn_command(command: &mut Command, args: &[&str]) -> Pen {
         let dir = TempDir::new("pen");
         let out = std::fs::File::create(dir.join("stdout")).expect("create stdout file");
         let err = std::fs::File::create(dir.join("stderr")).expect("create stderr file");
         let child = ChildGuard::spawn(
-            Command::new(program)
+            command
                 .arg("-f")
                 .args(args)
                 .stdin(Stdio::null())
