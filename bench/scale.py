@@ -38,7 +38,6 @@ import time
 import helper
 
 HOST = "127.0.0.1"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def status(pid):
@@ -56,18 +55,7 @@ def maps(pid):
 
 
 def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    # utime and stime are fields 14 and 15 of stat(5); fields[0] is field 3.
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def kernel_stack_kib():
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("KernelStack:"):
-                return int(line.split()[1])
-    return 0
+    return helper.cpu_ticks(pid) / helper.HZ
 
 
 def read_int(path):
@@ -176,7 +164,7 @@ def measure(name, binary, nofile, pairs, perf=None):
         pid = proc.pid
         base_fds = fds(pid)
         base_rss, base_threads = status(pid)
-        kstack0 = kernel_stack_kib()
+        kstack0 = helper.kernel_stack_kib()
         t0 = time.monotonic()
         failed = 0
         # At most 512 connects ahead of the backend, so no listen queue
@@ -202,7 +190,7 @@ def measure(name, binary, nofile, pairs, perf=None):
         time.sleep(2.0)  # let the last pairs' threads settle
         row["pairs"] = backend.count()
         row["rss"], row["threads"] = status(pid)
-        row["kstack"] = kernel_stack_kib() - kstack0
+        row["kstack"] = helper.kernel_stack_kib() - kstack0
         row["maps"] = maps(pid)
         row["fds"] = fds(pid)
         row["rss0"] = base_rss
