@@ -548,24 +548,29 @@ def wait_idle(ctl_port, pid, base, seconds):
     return state
 
 
-def surge(port, pid, threads_wanted):
-    """Holds connections open through the balancer until it runs
-    `threads_wanted` threads (bounded: 10 s), then closes them; the number
-    held. glibc keeps one stack per thread of the highest thread count
-    seen (8 KiB resident each), so RSS at idle follows the peak number of
-    pairs: this puts a peak above the run's own into the baseline."""
+def surge(port, pid, pairs, threads_wanted):
+    """Opens `pairs` connections through the balancer and holds them until
+    it runs `threads_wanted` threads (bounded: 10 s), then closes them; the
+    highest thread count seen. glibc keeps one stack per thread of the
+    highest thread count seen (8 KiB resident each), so RSS at idle follows
+    the peak number of pairs: this puts a peak above the run's own into the
+    baseline."""
     held = []
+    most = 0
     deadline = time.monotonic() + 10
     try:
-        while time.monotonic() < deadline:
-            if proc_figures(pid)[1] >= threads_wanted:
-                break
+        while len(held) < pairs and time.monotonic() < deadline:
             s = connect(port, timeout=2)
             if s is not None:
                 held.append(s)
             if len(held) % 16 == 0:
-                time.sleep(0.05)
-        return len(held)
+                time.sleep(0.02)
+        while time.monotonic() < deadline:
+            most = max(most, proc_figures(pid)[1])
+            if most >= threads_wanted:
+                break
+            time.sleep(0.05)
+        return most
     finally:
         for s in held:
             s.close()
@@ -695,8 +700,8 @@ def main():
 
         peak1 = run_for(warmup, "warm-up")
         if proc.poll() is None and not interrupted:
-            surged = surge(listen, proc.pid, base_threads + args.surge)
-            print(f"soak: surge: {surged} pairs held at once", flush=True)
+            most = surge(listen, proc.pid, args.surge, base_threads + args.surge)
+            print(f"soak: surge: {args.surge} pairs held, {most} threads at once", flush=True)
             # Quiet, with every backend up: the thread pool's idle expiry
             # (5 s) and the idle state after warm-up.
             warm = wait_idle(ctl_port, proc.pid, base, 30)
