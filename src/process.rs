@@ -528,6 +528,7 @@ fn spawn_metrics_handler(serve: impl FnOnce() + Send + 'static) {
         .spawn(move || {
             serve();
             active.fetch_sub(1, Ordering::AcqRel);
+            sys::thread::release_unused_stack();
         });
     if spawned.is_err() {
         active.fetch_sub(1, Ordering::AcqRel);
@@ -614,6 +615,7 @@ impl Handlers for Service {
                 if let Ok(job) = job_rx.recv() {
                     job();
                 }
+                sys::thread::release_unused_stack();
             });
         match spawned {
             Ok(_) => {

@@ -8,6 +8,11 @@
 //! out, instead of every thread being woken in turn and kept alive. A job
 //! goes straight into the slot of the thread chosen for it, so it never
 //! waits behind a long-lived pair.
+//!
+//! After thousands of pairs close at once, as many threads expire at about
+//! the same moment: each retires in constant time under the pool's lock
+//! (its slot is marked, and the list is compacted once half of it is
+//! retired), and the last one gives the freed heap back to the kernel.
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,15 +33,28 @@ pub type Job = Box<dyn FnOnce(&mut WorkerLocal) + Send>;
 /// A parked thread and the job handed to it.
 struct Slot {
     thread: thread::Thread,
-    job: Mutex<Option<Job>>,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    job: Option<Job>,
+    /// The thread timed out and is exiting: never give it a job.
+    retired: bool,
 }
 
 struct Idle {
-    /// Parked threads not yet given a job, most recently parked last.
+    /// Parked threads not yet given a job, most recently parked last, and
+    /// `retired` slots of threads that have expired since.
     slots: Vec<Arc<Slot>>,
+    retired: usize,
     /// Threads alive (busy or parked).
     threads: usize,
 }
+
+/// Retired slots tolerated in the list before it is compacted, however
+/// short the list.
+const RETIRED_SLACK: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -54,6 +72,7 @@ impl WorkerPool {
         Arc::new(WorkerPool {
             idle: Mutex::new(Idle {
                 slots: Vec::new(),
+                retired: 0,
                 threads: 0,
             }),
             stack_size,
@@ -69,19 +88,34 @@ impl WorkerPool {
     /// Runs `job` on a parked thread, or a new one. On failure to create a
     /// thread the job is dropped (closing its sockets) and the error returned.
     pub fn dispatch(self: &Arc<Self>, job: Job) -> io::Result<()> {
+        let mut job = Some(job);
         let parked = {
             let mut idle = lock(&self.idle);
-            let slot = idle.slots.pop();
-            if slot.is_none() {
+            let mut chosen = None;
+            while let Some(slot) = idle.slots.pop() {
+                let mut state = lock(&slot.state);
+                if state.retired {
+                    drop(state);
+                    idle.retired -= 1;
+                    continue;
+                }
+                state.job = job.take();
+                drop(state);
+                chosen = Some(slot);
+                break;
+            }
+            if chosen.is_none() {
                 idle.threads += 1;
             }
-            slot
+            chosen
         };
         if let Some(slot) = parked {
-            *lock(&slot.job) = Some(job);
             slot.thread.unpark();
             return Ok(());
         }
+        let Some(job) = job else {
+            return Ok(());
+        };
         let pool = Arc::clone(self);
         // Two memory mappings per thread instead of std's four (see
         // sys::thread): vm.max_map_count bounds the number of pairs.
@@ -100,7 +134,7 @@ impl WorkerPool {
     fn run(self: Arc<Self>, first: Job) {
         let me = Arc::new(Slot {
             thread: thread::current(),
-            job: Mutex::new(None),
+            state: Mutex::new(SlotState::default()),
         });
         let mut local = WorkerLocal::default();
         let mut job = Some(first);
@@ -120,7 +154,7 @@ impl WorkerPool {
         lock(&self.idle).slots.push(Arc::clone(me));
         let deadline = Instant::now() + self.idle_for;
         loop {
-            if let Some(j) = lock(&me.job).take() {
+            if let Some(j) = lock(&me.state).job.take() {
                 return Some(j);
             }
             let now = Instant::now();
@@ -128,15 +162,27 @@ impl WorkerPool {
                 thread::park_timeout(deadline - now);
                 continue;
             }
+            // Same lock order as dispatch: the pool, then the slot.
             let mut idle = lock(&self.idle);
-            if let Some(pos) = idle.slots.iter().position(|s| Arc::ptr_eq(s, me)) {
-                idle.slots.remove(pos);
-                idle.threads -= 1;
-                return None;
+            let mut state = lock(&me.state);
+            if let Some(j) = state.job.take() {
+                return Some(j);
             }
+            state.retired = true;
+            drop(state);
+            idle.threads -= 1;
+            idle.retired += 1;
+            if idle.retired > RETIRED_SLACK && idle.retired * 2 > idle.slots.len() {
+                idle.slots.retain(|s| !lock(&s.state).retired);
+                idle.retired = 0;
+            }
+            let last = idle.threads == 0;
             drop(idle);
-            // Claimed just now: the job is on its way (dispatch unparks us).
-            thread::park_timeout(Duration::from_millis(10));
+            if last {
+                // Every pair is gone and has been for the idle period.
+                sys::memory::release_free_heap();
+            }
+            return None;
         }
     }
 }
@@ -166,6 +212,42 @@ mod tests {
             thread::sleep(Duration::from_millis(20));
         }
         panic!("parked thread did not exit");
+    }
+
+    /// Many threads expiring together: the retired slots are skipped and
+    /// compacted away, the count returns to zero, and the pool still works.
+    #[test]
+    fn mass_expiry_leaves_a_working_pool() {
+        let n = 3 * RETIRED_SLACK;
+        let pool = WorkerPool::new(64 * 1024, Duration::from_millis(200));
+        let (started_tx, started_rx) = mpsc::channel();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let go_rx = Arc::new(Mutex::new(go_rx));
+        for _ in 0..n {
+            let started = started_tx.clone();
+            let go = Arc::clone(&go_rx);
+            pool.dispatch(Box::new(move |_| {
+                started.send(()).unwrap();
+                let _ = lock(&go).recv_timeout(Duration::from_secs(10));
+            }))
+            .unwrap();
+        }
+        for _ in 0..n {
+            started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        assert_eq!(pool.threads(), n);
+        drop(go_tx);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pool.threads() > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(pool.threads(), 0);
+        assert!(lock(&pool.idle).slots.len() <= RETIRED_SLACK, "compacted");
+        let (tx, rx) = mpsc::channel();
+        pool.dispatch(Box::new(move |_| tx.send(7).unwrap()))
+            .unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), 7);
+        assert_eq!(pool.threads(), 1);
     }
 
     #[test]

@@ -227,6 +227,27 @@ mod tests {
     }
 
     #[test]
+    fn many_frees_in_any_order_come_back_lowest_first() {
+        let n = 1000;
+        let mut t = ConnectionTable::new(n);
+        for i in 0..n {
+            assert_eq!(t.insert(conn()), Some(i));
+        }
+        // Every third slot, from the top, then the rest from the bottom.
+        for i in (0..n).rev().step_by(3) {
+            t.remove(i);
+        }
+        for i in 0..n {
+            t.remove(i);
+        }
+        assert_eq!(t.used(), 0);
+        for i in 0..n {
+            assert_eq!(t.insert(conn()), Some(i));
+        }
+        assert_eq!(t.insert(conn()), None);
+    }
+
+    #[test]
     fn shut_down_reaches_both_sockets() {
         use std::io::Read;
         use std::os::unix::net::UnixStream;

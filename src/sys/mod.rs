@@ -20,6 +20,7 @@ macro_rules! syscall {
 pub(crate) use syscall;
 
 pub mod epoll;
+pub mod memory;
 pub mod netdb;
 pub mod packet;
 pub mod pipe;
