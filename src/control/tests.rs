@@ -232,6 +232,31 @@ fn errors() {
 }
 
 #[test]
+fn server_slots_are_bounded_and_a_bare_server_is_refused() {
+    use crate::state::servers::MAX_SERVERS;
+    let last = format!("server {} port 80", MAX_SERVERS - 1);
+    assert!(parse(&last).is_ok());
+    for n in [MAX_SERVERS, 65535, 1 << 20] {
+        let Err(e) = parse(&format!("server {n} port 80")) else {
+            panic!("server {n} was accepted");
+        };
+        assert_eq!(
+            e.reply(),
+            format!(
+                "error: server: {n} is out of range (0..{})\n",
+                MAX_SERVERS - 1
+            )
+        );
+    }
+    // pen made an empty slot, shown as "unknown address family 0".
+    let Err(e) = parse("server 3") else {
+        panic!("a bare server N was accepted");
+    };
+    assert!(e.reply().starts_with("error: server 3: nothing to set"));
+    assert_eq!(e.reply().lines().count(), 1);
+}
+
+#[test]
 fn server_settings_apply_in_any_order() {
     let mut b = Balancer::default();
     run(
