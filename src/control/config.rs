@@ -91,7 +91,13 @@ pub fn load(path: &Path) -> Result<Vec<(usize, Command)>, ConfigError> {
         path: name.clone(),
         error,
     })?;
-    let text = String::from_utf8_lossy(&bytes);
+    parse_text(&name, &bytes)
+}
+
+/// Parses the content of a configuration file; `name` names it in errors.
+/// Every command with its line number.
+pub fn parse_text(name: &str, bytes: &[u8]) -> Result<Vec<(usize, Command)>, ConfigError> {
+    let text = String::from_utf8_lossy(bytes);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         match super::parse(line) {
@@ -99,7 +105,7 @@ pub fn load(path: &Path) -> Result<Vec<(usize, Command)>, ConfigError> {
             Ok(None) => {}
             Err(error) => {
                 return Err(ConfigError::Line {
-                    path: name,
+                    path: name.to_string(),
                     line: i + 1,
                     error,
                 })
