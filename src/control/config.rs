@@ -217,9 +217,17 @@ pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
             "server" => {
                 for (i, sv) in b.servers.backends.iter().enumerate() {
                     if !matches!(sv.host, crate::addr::Host::Unset) {
+                        // A slot given an address but no port yet has
+                        // port 0, which `server N port` refuses: leave it
+                        // out, so that the file reads back (found by
+                        // fuzz/, target config_file).
+                        let port = match sv.port {
+                            0 => String::new(),
+                            p => format!(" port {p}"),
+                        };
                         o.push_str(&format!(
-                            "server {i} acl {} address {} port {} max {} hard {} weight {} prio {}\n",
-                            sv.acl, sv.host, sv.port, sv.max_conns, sv.hard_limit, sv.weight, sv.prio
+                            "server {i} acl {} address {}{port} max {} hard {} weight {} prio {}\n",
+                            sv.acl, sv.host, sv.max_conns, sv.hard_limit, sv.weight, sv.prio
                         ));
                     }
                 }

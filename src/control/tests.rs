@@ -394,6 +394,32 @@ fn write_saves_probe_texts_escaped() {
     );
 }
 
+/// fuzz/, target config_file: a slot given an address but no port was
+/// written as `port 0`, which reading the file back refused.
+#[test]
+fn write_output_of_a_slot_without_a_port_reads_back() {
+    let mut b = Balancer::default();
+    let info = crate::runtime::ProcessInfo::default();
+    run(&mut b, "server 1 acl 1 address ::2");
+    run(&mut b, "server 2 address 127.0.0.2 port 80");
+    let text = config::render(&b, &info, std::path::Path::new("/x"));
+    assert!(
+        text.contains("server 1 acl 1 address ::2 max 0 hard 0 weight 0 prio 0\n")
+            && text.contains("server 2 acl 0 address 127.0.0.2 port 80 max 0"),
+        "{text}"
+    );
+    let mut again = Balancer::default();
+    for (_, cmd) in config::parse_text("written", text.as_bytes()).unwrap() {
+        apply_setting(&mut again, &cmd, 1000);
+    }
+    assert_eq!(again.servers.backends[1].port, 0);
+    assert_eq!(
+        again.servers.backends[1].host,
+        Host::Ip("::2".parse().unwrap())
+    );
+    assert_eq!(again.servers.backends[2].port, 80);
+}
+
 #[test]
 fn health_reply_lines() {
     let mut b = Balancer::default();
