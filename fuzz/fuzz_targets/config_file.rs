@@ -13,11 +13,15 @@ use pen::control::config;
 use pen::runtime::ProcessInfo;
 use pen::state::Balancer;
 
-/// `write`'s text without its first line (the time it was written).
+/// `write`'s commands, without its comments: the time it was written, and
+/// the command line pen was started with, whose `-c`/`-x` (table sizes)
+/// are options, not commands, as in pen's file.
 fn written(b: &Balancer) -> String {
     let text = config::render(b, &ProcessInfo::default(), Path::new("/etc/pen.cfg"));
-    let body = text.split_once('\n').map_or("", |(_, rest)| rest);
-    body.to_string()
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 /// Applies the commands of a file to a new balancer, as a transaction's
