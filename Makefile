@@ -7,6 +7,9 @@
 #   make STATIC=1        one static executable, no shared libraries at all,
 #                        for TARGET (default: this machine's <arch>-unknown-
 #                        linux-musl; needs `rustup target add TARGET`)
+#   make fuzz            run every fuzz target for FUZZ_SECONDS (default 60)
+#                        each; needs the nightly toolchain and cargo-fuzz
+#                        (fuzz/README.md)
 #   make install         pen, links penctl penlog penlogd mergelogs -> pen
 #                        (LINKS=hard for hard links), the five manual pages
 #                        compressed as NAME.1.gz (GZIP_MAN=0: as NAME.1, for
@@ -60,7 +63,7 @@ BUILDDIR ?= target/release
 TARGET_FLAG :=
 endif
 
-.PHONY: all check check-static install uninstall dist clean
+.PHONY: all check check-static fuzz install uninstall dist clean
 
 # All five cargo binaries are the same program; building one is enough.
 all:
@@ -87,6 +90,22 @@ check-static:
 	$(MAKE) STATIC=1 install DESTDIR=$(CURDIR)/target/static-root PREFIX=/usr
 	PEN_TEST_BINDIR=$(CURDIR)/target/static-root/usr/bin \
 		$(CARGO) test $(STATIC_TESTS) -- $(STATIC_FILTERS)
+
+# Each target starts from its committed seeds (fuzz/corpus/TARGET, only
+# read) and keeps what it finds in fuzz/work/TARGET (not committed). A
+# finding stops the run with the input saved in fuzz/artifacts/TARGET.
+# FUZZ_BUILD_FLAGS go to `cargo fuzz run` (e.g. `-s none`), FUZZ_ARGS to
+# libFuzzer (e.g. `-runs=10000000`).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= $(basename $(notdir $(wildcard fuzz/fuzz_targets/*.rs)))
+FUZZ_BUILD_FLAGS ?=
+FUZZ_ARGS ?=
+fuzz:
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p work/$$t || exit 1; \
+		$(CARGO) +nightly fuzz run $(FUZZ_BUILD_FLAGS) $$t work/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_ARGS) || exit 1; \
+	done
 
 # Installing does not build: `make && sudo make install` (root often has no
 # cargo). `gzip -n` leaves the name and time stamp out of the header, so the

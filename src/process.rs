@@ -17,6 +17,7 @@ use crate::logging;
 use crate::pair::{self, FilterFactory};
 use crate::relay::Filter;
 use crate::runtime::{ProcessInfo, Shared};
+use crate::state::servers::MAX_SERVERS;
 use crate::state::Balancer;
 use crate::sys;
 use crate::sys::socket::PeerAddr;
@@ -136,6 +137,12 @@ fn build_servers(
     listen_port: u16,
     dsr_any_port: bool,
 ) -> Result<(), Fatal> {
+    if backends.len() > MAX_SERVERS {
+        return Err(fatal(format!(
+            "{} servers given: at most {MAX_SERVERS}",
+            backends.len()
+        )));
+    }
     let proto = if cl.udp { Proto::Udp } else { Proto::Tcp };
     let parse = |s: &str| {
         // DSR with a bare VIP (every port): a server without a port shows

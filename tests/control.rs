@@ -212,6 +212,41 @@ fn errors_are_refused_with_a_clear_reply() {
 }
 
 #[test]
+fn server_slots_are_bounded_and_need_a_setting() {
+    let f = farm(1, &[]);
+    let before = ctl(f.cport, "servers");
+    // pen 0.34.1 took any N (65535 made 65,536 slots) and a bare
+    // `server N`, which made empty slots "unknown address family 0".
+    for (cmd, reply) in [
+        (
+            "server 1024 address 127.0.0.1 port 80",
+            "error: server: 1024 is out of range (0..1023)\n",
+        ),
+        (
+            "server 65535 port 80",
+            "error: server: 65535 is out of range (0..1023)\n",
+        ),
+        (
+            "server 3",
+            "error: server 3: nothing to set (give KEY VALUE: acl, address, port, max, hard, weight, prio or blacklist)\n",
+        ),
+    ] {
+        assert_eq!(ctl(f.cport, cmd), reply, "{cmd}");
+    }
+    assert_eq!(ctl(f.cport, "servers"), before);
+    assert_eq!(ctl(f.cport, "server 1023 address 127.0.0.1 port 80"), "");
+    assert_eq!(ctl(f.cport, "servers").lines().count(), 1024);
+    // Nor more servers on the command line.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let specs = vec!["127.0.0.1:9"; 1025];
+    let mut args = vec!["-f", listen.as_str()];
+    args.extend(specs);
+    let (code, _, err) = run_pen(&args);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("1025 servers given: at most 1024"), "{err}");
+}
+
+#[test]
 fn listen_rebinds_live() {
     let f = farm(1, &[]);
     let b = Backend::start("HELD", Behaviour::NameAndHold);

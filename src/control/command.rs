@@ -17,6 +17,7 @@ use crate::acl::{self, AclEntry};
 use crate::addr::{self, Host, Proto};
 use crate::proxy_protocol::Version;
 use crate::settings::{AcceptProxy, FastClose};
+use crate::state::servers::MAX_SERVERS;
 
 /// The most idle upstream connections `idlers N` keeps.
 pub const MAX_IDLERS: usize = 10_000;
@@ -446,9 +447,15 @@ fn parse_server(w: &[&str]) -> Result<Command, CommandError> {
     let n = w
         .first()
         .ok_or_else(|| invalid("server: missing server number"))?;
-    let n = int_in("server", n, 0, 65535)? as usize;
+    let n = int_in("server", n, 0, MAX_SERVERS as i64 - 1)? as usize;
     let mut settings = Vec::new();
     let mut rest = &w[1..];
+    if rest.is_empty() {
+        // pen created an empty slot ("unknown address family 0").
+        return Err(invalid(format!(
+            "server {n}: nothing to set (give KEY VALUE: acl, address, port, max, hard, weight, prio or blacklist)"
+        )));
+    }
     while !rest.is_empty() {
         let key = rest[0];
         let v = rest

@@ -91,7 +91,13 @@ pub fn load(path: &Path) -> Result<Vec<(usize, Command)>, ConfigError> {
         path: name.clone(),
         error,
     })?;
-    let text = String::from_utf8_lossy(&bytes);
+    parse_text(&name, &bytes)
+}
+
+/// Parses the content of a configuration file; `name` names it in errors.
+/// Every command with its line number.
+pub fn parse_text(name: &str, bytes: &[u8]) -> Result<Vec<(usize, Command)>, ConfigError> {
+    let text = String::from_utf8_lossy(bytes);
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         match super::parse(line) {
@@ -99,7 +105,7 @@ pub fn load(path: &Path) -> Result<Vec<(usize, Command)>, ConfigError> {
             Ok(None) => {}
             Err(error) => {
                 return Err(ConfigError::Line {
-                    path: name,
+                    path: name.to_string(),
                     line: i + 1,
                     error,
                 })
@@ -211,9 +217,17 @@ pub fn render(b: &Balancer, info: &ProcessInfo, target: &Path) -> String {
             "server" => {
                 for (i, sv) in b.servers.backends.iter().enumerate() {
                     if !matches!(sv.host, crate::addr::Host::Unset) {
+                        // A slot given an address but no port yet has
+                        // port 0, which `server N port` refuses: leave it
+                        // out, so that the file reads back (found by
+                        // fuzz/, target config_file).
+                        let port = match sv.port {
+                            0 => String::new(),
+                            p => format!(" port {p}"),
+                        };
                         o.push_str(&format!(
-                            "server {i} acl {} address {} port {} max {} hard {} weight {} prio {}\n",
-                            sv.acl, sv.host, sv.port, sv.max_conns, sv.hard_limit, sv.weight, sv.prio
+                            "server {i} acl {} address {}{port} max {} hard {} weight {} prio {}\n",
+                            sv.acl, sv.host, sv.max_conns, sv.hard_limit, sv.weight, sv.prio
                         ));
                     }
                 }

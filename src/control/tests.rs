@@ -246,6 +246,31 @@ fn errors() {
 }
 
 #[test]
+fn server_slots_are_bounded_and_a_bare_server_is_refused() {
+    use crate::state::servers::MAX_SERVERS;
+    let last = format!("server {} port 80", MAX_SERVERS - 1);
+    assert!(parse(&last).is_ok());
+    for n in [MAX_SERVERS, 65535, 1 << 20] {
+        let Err(e) = parse(&format!("server {n} port 80")) else {
+            panic!("server {n} was accepted");
+        };
+        assert_eq!(
+            e.reply(),
+            format!(
+                "error: server: {n} is out of range (0..{})\n",
+                MAX_SERVERS - 1
+            )
+        );
+    }
+    // pen made an empty slot, shown as "unknown address family 0".
+    let Err(e) = parse("server 3") else {
+        panic!("a bare server N was accepted");
+    };
+    assert!(e.reply().starts_with("error: server 3: nothing to set"));
+    assert_eq!(e.reply().lines().count(), 1);
+}
+
+#[test]
 fn server_settings_apply_in_any_order() {
     let mut b = Balancer::default();
     run(
@@ -381,6 +406,32 @@ fn write_saves_probe_texts_escaped() {
         text.contains("health_check_send PING\\r\\n\nhealth_check_expect +PONG\n"),
         "{text}"
     );
+}
+
+/// fuzz/, target config_file: a slot given an address but no port was
+/// written as `port 0`, which reading the file back refused.
+#[test]
+fn write_output_of_a_slot_without_a_port_reads_back() {
+    let mut b = Balancer::default();
+    let info = crate::runtime::ProcessInfo::default();
+    run(&mut b, "server 1 acl 1 address ::2");
+    run(&mut b, "server 2 address 127.0.0.2 port 80");
+    let text = config::render(&b, &info, std::path::Path::new("/x"));
+    assert!(
+        text.contains("server 1 acl 1 address ::2 max 0 hard 0 weight 0 prio 0\n")
+            && text.contains("server 2 acl 0 address 127.0.0.2 port 80 max 0"),
+        "{text}"
+    );
+    let mut again = Balancer::default();
+    for (_, cmd) in config::parse_text("written", text.as_bytes()).unwrap() {
+        apply_setting(&mut again, &cmd, 1000);
+    }
+    assert_eq!(again.servers.backends[1].port, 0);
+    assert_eq!(
+        again.servers.backends[1].host,
+        Host::Ip("::2".parse().unwrap())
+    );
+    assert_eq!(again.servers.backends[2].port, 80);
 }
 
 #[test]
