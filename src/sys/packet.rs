@@ -73,9 +73,11 @@ pub fn open(name: &str) -> io::Result<(OwnedFd, Interface)> {
     for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *d = s as libc::c_char;
     }
+    // The request's type is c_ulong in glibc and c_int in musl (libc::Ioctl).
+    let request = libc::SIOCGIFHWADDR as libc::Ioctl;
     // SAFETY: SIOCGIFHWADDR fills the ifreq we pass, which lives for the
     // call and names the interface (NUL-terminated: zeroed, name shorter).
-    unsafe { syscall!(ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req))? };
+    unsafe { syscall!(ioctl(fd.as_raw_fd(), request, &mut req))? };
     // SAFETY: SIOCGIFHWADDR succeeded, so the union holds the hardware address.
     let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
     let mut mac = [0u8; 6];
