@@ -125,9 +125,9 @@ pub fn open(name: &str) -> io::Result<(OwnedFd, Interface)> {
     ))
 }
 
-/// Room for one `tpacket_auxdata` control message, as u64s so the buffer
-/// is aligned for `cmsghdr`.
-type ControlBuf = [u64; 8];
+// Room for one `tpacket_auxdata` control message: the same aligned buffer
+// the UDP receive uses.
+use super::udp::ControlBuf;
 
 /// Reads one frame from the non-blocking packet socket `fd` into `buf`.
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Frame> {

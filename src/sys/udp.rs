@@ -39,7 +39,7 @@ pub struct Received {
 
 /// Room for one in6_pktinfo control message (the larger of the two), as
 /// u64s so the buffer is aligned for `cmsghdr`.
-type ControlBuf = [u64; 8];
+pub(super) type ControlBuf = [u64; 8];
 
 fn inet_from(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match peer_from(
