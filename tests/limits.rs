@@ -32,16 +32,6 @@ fn lowest_free_fd(pen: &Pen) -> usize {
     (0..).find(|n| !open.contains(n)).expect("a free number")
 }
 
-/// CPU time (user + system) pen has used, in clock ticks (1/100 s).
-fn cpu_ticks(pen: &Pen) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pen.pid())).expect("read stat");
-    // Fields after the command name, which is in parentheses: state is the
-    // first; utime and stime are fields 14 and 15 of the whole line.
-    let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
-}
-
 /// Sends `data` through `stream` while reading the echo back; the echo.
 fn echo_through(stream: &TcpStream, data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut writer = stream.try_clone()?;
@@ -83,11 +73,11 @@ fn at_the_descriptor_limit_pen_waits_keeps_its_pairs_and_blames_no_server() {
     let full = lowest_free_fd(&pen);
     limit_descriptors(&pen, full);
     let waiting: Vec<TcpStream> = (0..5).map(|_| connect(pen.port)).collect();
-    let before = cpu_ticks(&pen);
+    let before = pen.cpu_ticks();
     let start = Instant::now();
     // The span measured is the scenario under test, not synchronisation.
     thread::sleep(Duration::from_secs(2));
-    let used = cpu_ticks(&pen) - before;
+    let used = pen.cpu_ticks() - before;
     assert!(
         used < 20,
         "pen used {used} ticks of CPU in {:?} at the limit",

@@ -170,6 +170,11 @@ pub(super) fn build_context(
         ffi::SSL_MODE_ENABLE_PARTIAL_WRITE | ffi::SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER,
         ptr::null_mut(),
     );
+    // Read whole flights and records with one read(2) each, where OpenSSL
+    // otherwise reads a record's 5-byte header and its body separately
+    // (bench/README.md, "CPU per unit of work"). The stream then asks
+    // SSL_has_pending, not SSL_pending, for bytes poll() cannot see.
+    ctx.ctrl(ffi::SSL_CTRL_SET_READ_AHEAD, 1, ptr::null_mut());
     ctx.ctrl(
         ffi::SSL_CTRL_SET_SESS_CACHE_MODE,
         ffi::SSL_SESS_CACHE_SERVER,

@@ -91,6 +91,8 @@ constants! {
     // `cmd` numbers of SSL_CTX_ctrl / SSL_CTX_callback_ctrl / SSL_ctrl.
     /// SSL_CTX_set_mode.
     SSL_CTRL_MODE: c_int = 33;
+    /// SSL_CTX_set_read_ahead.
+    SSL_CTRL_SET_READ_AHEAD: c_int = 41;
     /// SSL_CTX_set_session_cache_mode.
     SSL_CTRL_SET_SESS_CACHE_MODE: c_int = 44;
     /// SSL_CTX_set_tlsext_servername_callback (callback_ctrl).
@@ -167,7 +169,7 @@ extern "C" {
     pub fn SSL_read(ssl: *mut Ssl, buf: *mut c_void, num: c_int) -> c_int;
     pub fn SSL_write(ssl: *mut Ssl, buf: *const c_void, num: c_int) -> c_int;
     pub fn SSL_get_error(ssl: *const Ssl, ret: c_int) -> c_int;
-    pub fn SSL_pending(ssl: *const Ssl) -> c_int;
+    pub fn SSL_has_pending(ssl: *const Ssl) -> c_int;
     pub fn SSL_shutdown(ssl: *mut Ssl) -> c_int;
     pub fn SSL_get_version(ssl: *const Ssl) -> *const c_char;
     pub fn SSL_get_servername(ssl: *const Ssl, kind: c_int) -> *const c_char;

@@ -43,6 +43,7 @@ pub(super) fn handshake(
         want: Want::Read,
         failed: false,
         notify_sent: false,
+        starved: false,
     };
     // SAFETY: valid SSL and an open socket that outlives it (the stream
     // frees the SSL before closing the fd); the socket BIO does not close it.
@@ -147,6 +148,10 @@ pub struct TlsStream {
     failed: bool,
     /// Our close_notify went out (see [`close_notify`](TlsStream::close_notify)).
     notify_sent: bool,
+    /// The last read wanted more bytes from the socket: what OpenSSL holds
+    /// (read ahead) is only part of a record, and only the socket becoming
+    /// readable can complete it.
+    starved: bool,
 }
 
 // SAFETY: an SSL object may move between threads as long as it is used by
@@ -170,6 +175,7 @@ impl TlsStream {
         prepare_io_call();
         // SAFETY: valid SSL; buf is writable for len bytes.
         let ret = unsafe { ffi::SSL_read(self.ssl.as_ptr(), buf.as_mut_ptr().cast(), len) };
+        self.starved = ret <= 0;
         if ret > 0 {
             return Ok(ret as usize);
         }
@@ -193,6 +199,7 @@ impl TlsStream {
         // SAFETY: valid SSL; the pointer and length describe spare capacity
         // of `buf`, which SSL_read only writes to.
         let ret = unsafe { ffi::SSL_read(self.ssl.as_ptr(), spare.as_mut_ptr().cast(), len) };
+        self.starved = ret <= 0;
         if ret > 0 {
             // SAFETY: SSL_read initialised the first `ret` (<= `len`) bytes.
             unsafe { buf.set_len(buf.len() + ret as usize) };
@@ -271,11 +278,14 @@ impl TlsStream {
         self.want
     }
 
-    /// True when OpenSSL holds decrypted bytes: `read` returns data without
-    /// the socket becoming readable.
+    /// True when OpenSSL holds bytes that a `read` may return without the
+    /// socket becoming readable: decrypted data, or whole records read
+    /// ahead. Not after a read that wanted more: the bytes held then are
+    /// an incomplete record, and a caller that polled them as "pending"
+    /// would spin until the rest arrives.
     pub fn pending(&self) -> bool {
         // SAFETY: valid SSL.
-        unsafe { ffi::SSL_pending(self.ssl.as_ptr()) > 0 }
+        !self.starved && unsafe { ffi::SSL_has_pending(self.ssl.as_ptr()) } == 1
     }
 
     /// Waits until the socket is ready for `want` (or data is

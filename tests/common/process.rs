@@ -346,6 +346,17 @@ impl Pen {
         self.child.pid()
     }
 
+    /// CPU time (user + system) pen has used, in clock ticks (1/100 s).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .expect("read pen's /proc stat");
+        // Fields after the command name, which is in parentheses: state is
+        // the first; utime and stime are fields 14 and 15 of the whole line.
+        let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    }
+
     /// Sends signal `sig` (a name such as `HUP`) to pen.
     pub fn signal(&self, sig: &str) {
         send_signal(self.pid(), sig);
