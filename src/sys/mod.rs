@@ -21,6 +21,7 @@ pub(crate) use syscall;
 
 pub mod epoll;
 pub mod memory;
+mod msg;
 pub mod netdb;
 pub mod packet;
 pub mod pipe;

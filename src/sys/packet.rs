@@ -7,6 +7,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use super::msg::{payload_as, recv_msg};
 use super::socket::set_int_option;
 
 /// The interface a packet socket is bound to.
@@ -125,52 +126,26 @@ pub fn open(name: &str) -> io::Result<(OwnedFd, Interface)> {
     ))
 }
 
-// Room for one `tpacket_auxdata` control message: the same aligned buffer
-// the UDP receive uses.
-use super::udp::ControlBuf;
-
 /// Reads one frame from the non-blocking packet socket `fd` into `buf`.
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Frame> {
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut from: libc::sockaddr_ll = unsafe { zeroed() };
-    let mut control: ControlBuf = [0; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain old data; all-zero is a valid value.
-    let mut msg: libc::msghdr = unsafe { zeroed() };
-    msg.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of::<ControlBuf>() as _;
-    // SAFETY: every pointer in msg refers to a live local (from, iov -> buf,
-    // control) with the length given next to it; `fd` is borrowed.
-    let n = unsafe { syscall!(recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC))? } as usize;
+    // MSG_TRUNC: the length returned is the frame's, even when it was cut.
+    let msg = recv_msg(fd, buf, &mut from, libc::MSG_TRUNC)?;
     let mut status = 0u32;
     let mut vlan_tagged = false;
-    // SAFETY: msg was filled in by recvmsg; CMSG_FIRSTHDR/NXTHDR stay within
-    // msg_control/msg_controllen, which point into `control`.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cmsg.is_null() {
-        // SAFETY: cmsg is non-null and points at a header inside `control`.
-        let hdr = unsafe { &*cmsg };
-        if hdr.cmsg_level == libc::SOL_PACKET && hdr.cmsg_type == libc::PACKET_AUXDATA {
-            // SAFETY: a PACKET_AUXDATA message carries a tpacket_auxdata;
-            // the payload may be unaligned, hence read_unaligned.
-            let aux: libc::tpacket_auxdata =
-                unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast()) };
-            status = aux.tp_status;
-            vlan_tagged = aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 || aux.tp_vlan_tci != 0;
+    msg.each_control(|level, kind, payload| {
+        if level == libc::SOL_PACKET && kind == libc::PACKET_AUXDATA {
+            if let Some(aux) = payload_as::<libc::tpacket_auxdata>(payload) {
+                status = aux.tp_status;
+                vlan_tagged =
+                    aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 || aux.tp_vlan_tci != 0;
+            }
         }
-        // SAFETY: msg and cmsg are valid as above.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-    }
+    });
     Ok(Frame {
-        len: n.min(buf.len()),
-        truncated: n > buf.len(),
+        len: msg.len.min(buf.len()),
+        truncated: msg.len > buf.len(),
         outgoing: from.sll_pkttype == libc::PACKET_OUTGOING,
         checksum_not_ready: status & libc::TP_STATUS_CSUMNOTREADY != 0,
         vlan_tagged,

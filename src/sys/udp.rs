@@ -8,6 +8,7 @@ use std::mem::{size_of, zeroed};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use super::msg::{payload_as, recv_msg, ControlBuf};
 use super::socket::{peer_from, set_int_option, sockaddr_from, PeerAddr};
 
 /// A receive buffer this long holds any UDP payload (65507 bytes over IPv4,
@@ -37,10 +38,6 @@ pub struct Received {
     pub local: Option<LocalAddr>,
 }
 
-/// Room for one in6_pktinfo control message (the larger of the two), as
-/// u64s so the buffer is aligned for `cmsghdr`.
-pub(super) type ControlBuf = [u64; 8];
-
 fn inet_from(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match peer_from(
         storage,
@@ -67,56 +64,31 @@ pub fn enable_pktinfo(fd: BorrowedFd<'_>, ipv6: bool) -> io::Result<()> {
 pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Received> {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     let mut name: libc::sockaddr_storage = unsafe { zeroed() };
-    let mut control: ControlBuf = [0; 8];
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
-    };
-    // SAFETY: msghdr is plain old data; all-zero is a valid value.
-    let mut msg: libc::msghdr = unsafe { zeroed() };
-    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of::<ControlBuf>() as _;
-    // SAFETY: every pointer in msg refers to a live local (name, iov ->
-    // buf, control) with the length given next to it; `fd` is borrowed.
-    let n = unsafe { syscall!(recvmsg(fd.as_raw_fd(), &mut msg, 0))? } as usize;
+    let msg = recv_msg(fd, buf, &mut name, 0)?;
     let peer = inet_from(&name).ok_or_else(|| {
         io::Error::new(io::ErrorKind::InvalidData, "datagram from a non-IP address")
     })?;
     let mut local = None;
-    // SAFETY: msg was filled in by recvmsg; CMSG_FIRSTHDR/NXTHDR stay within
-    // msg_control/msg_controllen, which point into `control`.
-    let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
-    while !cmsg.is_null() {
-        // SAFETY: cmsg is non-null and points at a header inside `control`.
-        let hdr = unsafe { &*cmsg };
-        // SAFETY: CMSG_DATA of a valid header points at its payload.
-        let data = unsafe { libc::CMSG_DATA(cmsg) };
-        if hdr.cmsg_level == libc::IPPROTO_IP && hdr.cmsg_type == libc::IP_PKTINFO {
-            // SAFETY: an IP_PKTINFO message carries an in_pktinfo; the
-            // payload may be unaligned, hence read_unaligned.
-            let info: libc::in_pktinfo = unsafe { std::ptr::read_unaligned(data.cast()) };
-            local = Some(LocalAddr {
-                ip: IpAddr::V4(Ipv4Addr::from(info.ipi_spec_dst.s_addr.to_ne_bytes())),
-                ifindex: info.ipi_ifindex as u32,
-            });
-        } else if hdr.cmsg_level == libc::IPPROTO_IPV6 && hdr.cmsg_type == libc::IPV6_PKTINFO {
-            // SAFETY: an IPV6_PKTINFO message carries an in6_pktinfo.
-            let info: libc::in6_pktinfo = unsafe { std::ptr::read_unaligned(data.cast()) };
-            local = Some(LocalAddr {
-                ip: IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)),
-                ifindex: info.ipi6_ifindex,
-            });
+    msg.each_control(|level, kind, payload| {
+        if level == libc::IPPROTO_IP && kind == libc::IP_PKTINFO {
+            if let Some(info) = payload_as::<libc::in_pktinfo>(payload) {
+                local = Some(LocalAddr {
+                    ip: IpAddr::V4(Ipv4Addr::from(info.ipi_spec_dst.s_addr.to_ne_bytes())),
+                    ifindex: info.ipi_ifindex as u32,
+                });
+            }
+        } else if level == libc::IPPROTO_IPV6 && kind == libc::IPV6_PKTINFO {
+            if let Some(info) = payload_as::<libc::in6_pktinfo>(payload) {
+                local = Some(LocalAddr {
+                    ip: IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)),
+                    ifindex: info.ipi6_ifindex,
+                });
+            }
         }
-        // SAFETY: msg and cmsg are valid as above.
-        cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
-    }
+    });
     Ok(Received {
-        len: n.min(buf.len()),
-        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        len: msg.len.min(buf.len()),
+        truncated: msg.flags & libc::MSG_TRUNC != 0,
         peer,
         local,
     })
