@@ -42,7 +42,7 @@ use crate::sys::poll::{self, PollFd};
 use copy::{CopyPump, PassThrough};
 use endpoint::{would_block, Endpoint};
 use splice::{SplicePump, Way};
-use yield_guard::Turns;
+use yield_guard::{Turns, YieldRecord};
 
 pub use copy::Filter;
 pub use endpoint::ClientSide;
@@ -220,6 +220,7 @@ impl Pair<'_, '_, '_> {
         // is connected: try reading before waiting for it.
         let mut optimistic = matches!(pumps, Pumps::Splice { .. });
         let mut turns = Turns::default();
+        let mut yields = YieldRecord::default();
         loop {
             let fast = match opts.fastclose {
                 FastClose::Off => false,
@@ -254,27 +255,42 @@ impl Pair<'_, '_, '_> {
                 optimistic = false;
                 (poll::IN, 0)
             } else {
-                if opts.relay_yield && turns.conversation() {
-                    yield_guard.conversation_yield();
-                }
+                let yielded = opts.relay_yield
+                    && !buffered
+                    && turns.conversation()
+                    && yields.wants_yield()
+                    && yield_guard.conversation_yield();
                 let timeout = if buffered {
                     Some(Duration::ZERO)
                 } else {
                     opts.idle_timeout
                 };
                 let mut fds = [poll_entry(client.fd(), ev_c), poll_entry(server.fd(), ev_s)];
-                match poll::poll(&mut fds, timeout) {
-                    Ok(0) if buffered => {}
-                    Ok(0) => {
-                        // Timeout, or EINTR (reported as 0 too): only a real
-                        // timeout has no revents and a timeout configured.
-                        if opts.idle_timeout.is_some() {
-                            return Outcome::IdleTimeout;
+                // After a yield, look without waiting first: whether the
+                // answer came meanwhile tells whether this pair's yields pay.
+                let paid = yielded
+                    && match poll::poll(&mut fds, Some(Duration::ZERO)) {
+                        Ok(n) => n > 0,
+                        Err(e) => return Outcome::Failed(e),
+                    };
+                if yielded {
+                    yields.note(paid);
+                }
+                if !paid {
+                    match poll::poll(&mut fds, timeout) {
+                        Ok(0) if buffered => {}
+                        Ok(0) => {
+                            // Timeout, or EINTR (reported as 0 too): only a
+                            // real timeout has no revents and a timeout
+                            // configured.
+                            if opts.idle_timeout.is_some() {
+                                return Outcome::IdleTimeout;
+                            }
+                            continue;
                         }
-                        continue;
+                        Ok(_) => {}
+                        Err(e) => return Outcome::Failed(e),
                     }
-                    Ok(_) => {}
-                    Err(e) => return Outcome::Failed(e),
                 }
                 (fds[0].revents(), fds[1].revents())
             };

@@ -91,15 +91,16 @@ impl<C: Clock> YieldGuard<C> {
 
     /// sched_yield, unless slow yields showed a CPU-bound neighbour on this
     /// core: yielding to it would delay every message by a time slice.
-    pub fn conversation_yield(&self) {
+    /// Whether it yielded.
+    pub fn conversation_yield(&self) -> bool {
         let start = self.clock.now_us();
         if start < self.paused_until.load(Ordering::Relaxed) {
-            return;
+            return false;
         }
         std::thread::yield_now();
         let took = self.clock.now_us().saturating_sub(start);
         if took <= SLOW_YIELD_US {
-            return;
+            return true;
         }
         let previous = self
             .last_slow_end
@@ -107,6 +108,7 @@ impl<C: Clock> YieldGuard<C> {
         if let Some(until) = pause_after(start, took, previous) {
             self.paused_until.fetch_max(until, Ordering::Relaxed);
         }
+        true
     }
 }
 
@@ -166,6 +168,51 @@ impl Turns {
     }
 }
 
+/// Yields in a row that did not pay, after which a pair rests. After 4,
+/// redis without pipelining rested too often and lost the yield's gain
+/// (bench/README.md); 16 keeps it and still rests pipelined traffic.
+const MISSES_BEFORE_REST: u8 = 16;
+/// Waits a resting pair does without yielding before it tries again.
+const REST_WAITS: u16 = 64;
+
+/// Whether one pair's yields pay. A yield pays when the other end's answer
+/// arrived while other threads ran, so the poll after it finds a direction
+/// ready at once; one that does not is a thread switch on top of the sleep.
+/// Pipelined traffic (redis with `-P 16`) missed so often that yielding
+/// cost it CPU (bench/README.md): after many misses in a row the pair
+/// stops yielding for a while, then tries again.
+#[derive(Default)]
+pub(super) struct YieldRecord {
+    misses: u8,
+    /// Waits left without yielding.
+    rest: u16,
+}
+
+impl YieldRecord {
+    /// Whether to try a yield before this wait (a resting pair counts its
+    /// waits down).
+    pub(super) fn wants_yield(&mut self) -> bool {
+        if self.rest > 0 {
+            self.rest -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// Records whether the poll after a yield found something ready.
+    pub(super) fn note(&mut self, paid: bool) {
+        if paid {
+            self.misses = 0;
+            return;
+        }
+        self.misses += 1;
+        if self.misses >= MISSES_BEFORE_REST {
+            self.misses = 0;
+            self.rest = REST_WAITS;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +262,59 @@ mod tests {
 
     fn guard() -> YieldGuard<ScriptedClock> {
         YieldGuard::with_clock(ScriptedClock::default())
+    }
+
+    /// How many of `waits` waits yield, each yield paying or not as `pays`
+    /// says.
+    fn yielding(record: &mut YieldRecord, waits: usize, pays: bool) -> usize {
+        let mut yielded = 0;
+        for _ in 0..waits {
+            if record.wants_yield() {
+                yielded += 1;
+                record.note(pays);
+            }
+        }
+        yielded
+    }
+
+    #[test]
+    fn yields_that_pay_go_on() {
+        let mut r = YieldRecord::default();
+        assert_eq!(yielding(&mut r, 1000, true), 1000);
+    }
+
+    #[test]
+    fn yields_that_miss_rest_and_try_again() {
+        let mut r = YieldRecord::default();
+        let cycle = usize::from(MISSES_BEFORE_REST) + usize::from(REST_WAITS);
+        assert_eq!(
+            yielding(&mut r, usize::from(MISSES_BEFORE_REST), false),
+            usize::from(MISSES_BEFORE_REST)
+        );
+        assert_eq!(yielding(&mut r, usize::from(REST_WAITS), false), 0);
+        // Then a few tries per rest, for as long as they miss.
+        assert_eq!(
+            yielding(&mut r, 10 * cycle, false),
+            10 * usize::from(MISSES_BEFORE_REST)
+        );
+        // Resting, a pair does not yield whatever would happen; after the
+        // rest, yields that pay go on.
+        yielding(&mut r, usize::from(MISSES_BEFORE_REST), false);
+        assert_eq!(yielding(&mut r, usize::from(REST_WAITS), true), 0);
+        assert_eq!(yielding(&mut r, 100, true), 100);
+    }
+
+    #[test]
+    fn an_occasional_miss_does_not_rest() {
+        let mut r = YieldRecord::default();
+        for _ in 0..100 {
+            for _ in 0..MISSES_BEFORE_REST - 1 {
+                assert!(r.wants_yield());
+                r.note(false);
+            }
+            assert!(r.wants_yield());
+            r.note(true);
+        }
     }
 
     #[test]
