@@ -444,7 +444,8 @@ pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 
 /// read(2) into the spare capacity of `buf` (at most `max` bytes), which
 /// grows by what was read: a buffer that only lives for one read need not
-/// be zeroed first (a 32 KiB memset per read of the copy path).
+/// be zeroed first (a memset of the whole read size, 48,000 bytes on the
+/// copy path, per read).
 pub fn read_into(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
     buf.reserve(max);
     let spare = buf.spare_capacity_mut();
