@@ -201,17 +201,21 @@ mod tests {
             pool.dispatch(Box::new(move |_| tx.send(i).unwrap()))
                 .unwrap();
             rx.recv_timeout(Duration::from_secs(5)).unwrap();
-            // Give the thread time to park before the next dispatch.
-            thread::sleep(Duration::from_millis(20));
+            // The thread parks before the next dispatch, so that one
+            // reuses it.
+            wait_for(|| lock(&pool.idle).slots.len() == 1, "the thread parked");
         }
         assert_eq!(pool.threads(), 1);
-        for _ in 0..100 {
-            if pool.threads() == 0 {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
+        wait_for(|| pool.threads() == 0, "the parked thread exited");
+    }
+
+    /// Polls `done` until it holds, failing after 10 s.
+    fn wait_for(done: impl Fn() -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting: {what}");
+            thread::sleep(Duration::from_millis(5));
         }
-        panic!("parked thread did not exit");
     }
 
     /// Many threads expiring together: the retired slots are skipped and
@@ -237,11 +241,7 @@ mod tests {
         }
         assert_eq!(pool.threads(), n);
         drop(go_tx);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while pool.threads() > 0 && Instant::now() < deadline {
-            thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(pool.threads(), 0);
+        wait_for(|| pool.threads() == 0, "every thread expired");
         assert!(lock(&pool.idle).slots.len() <= RETIRED_SLACK, "compacted");
         let (tx, rx) = mpsc::channel();
         pool.dispatch(Box::new(move |_| tx.send(7).unwrap()))
