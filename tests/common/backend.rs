@@ -228,6 +228,9 @@ pub struct UdpBackend {
     seen: Seen,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// The socket, kept after [`kill`](UdpBackend::kill) so that its port
+    /// stays taken.
+    sock: UdpSocket,
 }
 
 impl UdpBackend {
@@ -250,6 +253,7 @@ impl UdpBackend {
         sock.set_read_timeout(Some(Duration::from_millis(50)))
             .expect("set a receive timeout");
         let addr = sock.local_addr().expect("UDP backend address");
+        let kept = sock.try_clone().expect("clone the UDP backend socket");
         let stop = Arc::new(AtomicBool::new(false));
         let seen: Seen = Arc::new(Mutex::new(Vec::new()));
         let (st, sn, n) = (Arc::clone(&stop), Arc::clone(&seen), name.to_string());
@@ -279,6 +283,7 @@ impl UdpBackend {
             seen,
             stop,
             thread: Some(thread),
+            sock: kept,
         }
     }
 
@@ -298,12 +303,18 @@ impl UdpBackend {
             .collect()
     }
 
-    /// Closes the socket: later datagrams draw ICMP port unreachable.
+    /// Stops answering: later datagrams draw ICMP port unreachable, as
+    /// from a closed port. The socket is connected to a peer that never
+    /// sends (port 1) instead of closed, so that it takes no datagram
+    /// from anyone else while its port stays taken: a closed ephemeral
+    /// port could be bound by another test's socket in the meantime,
+    /// which would swallow the datagrams meant to be refused.
     pub fn kill(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             t.join().expect("UDP backend thread");
         }
+        let _ = self.sock.connect(("127.0.0.1", 1));
     }
 }
 
