@@ -238,6 +238,11 @@ fn a_banner_sent_while_idle_reaches_the_client() {
     let s0 = Numbered::start("S0", Some(BANNER));
     let (pen, control) = pen(&[&s0], &["idlers 2"]);
     wait_idlers(control, "Idlers: 2/2");
+    // pen's connect completes before the server's accept() returns: wait
+    // until the server has numbered both.
+    wait_until(DEADLINE, "both idle connections accepted", || {
+        s0.accepted() == 2
+    });
     let before = s0.accepted();
     for i in 0..5 {
         let (banner, _, id) = request(pen.port, &format!("b{i}"), BANNER.len());
