@@ -534,7 +534,12 @@ fn address_of(lb: &str) -> &'static str {
 fn keepalived_config(dir: &TempDir, recipe: &str, lb: &str) -> PathBuf {
     let contrib = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/keepalived");
     for script in ["check_pen.sh", "notify_pen.sh"] {
-        std::fs::copy(contrib.join(script), dir.join(script)).expect("copy a script");
+        // Copied once for both instances: the first keepalived may already
+        // be running the script, and writing over a running file fails
+        // (ETXTBSY).
+        if !dir.join(script).exists() {
+            std::fs::copy(contrib.join(script), dir.join(script)).expect("copy a script");
+        }
     }
     let recipe = std::fs::read_to_string(contrib.join(recipe)).expect("read the recipe");
     let check = "/etc/keepalived/check_pen.sh 127.0.0.1:10080";
