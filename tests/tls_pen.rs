@@ -167,11 +167,9 @@ fn dribbling_forwarder(port: u16, piece: usize, gap: Duration) -> u16 {
             if n == 0 {
                 break;
             }
-            for chunk in buf[..n].chunks(piece) {
-                upstream.write_all(chunk)?;
-                // Pacing what the test produces, not waiting for a state.
-                thread::sleep(gap);
-            }
+            upstream.write_all(&buf[..n])?;
+            // Pacing what the test produces, not waiting for a state.
+            thread::sleep(gap);
         }
         upstream.shutdown(Shutdown::Write)?;
         let _ = back.join();

@@ -172,17 +172,8 @@ impl TlsStream {
             return Ok(0);
         }
         let len = c_int::try_from(buf.len()).unwrap_or(c_int::MAX);
-        prepare_io_call();
-        // SAFETY: valid SSL; buf is writable for len bytes.
-        let ret = unsafe { ffi::SSL_read(self.ssl.as_ptr(), buf.as_mut_ptr().cast(), len) };
-        self.starved = ret <= 0;
-        if ret > 0 {
-            return Ok(ret as usize);
-        }
-        match self.io_error(ret) {
-            Ok(()) => Ok(0),
-            Err(e) => Err(e),
-        }
+        // SAFETY: buf is writable for len bytes.
+        unsafe { self.ssl_read(buf.as_mut_ptr().cast(), len) }
     }
 
     /// As [`read`](Self::read), into the spare capacity of `buf` (at most
@@ -195,20 +186,28 @@ impl TlsStream {
         buf.reserve(max);
         let spare = buf.spare_capacity_mut();
         let len = c_int::try_from(spare.len().min(max)).unwrap_or(c_int::MAX);
+        // SAFETY: the pointer and length describe spare capacity of `buf`,
+        // which SSL_read only writes to.
+        let n = unsafe { self.ssl_read(spare.as_mut_ptr().cast(), len)? };
+        // SAFETY: SSL_read initialised the first `n` (<= `len`) bytes.
+        unsafe { buf.set_len(buf.len() + n) };
+        Ok(n)
+    }
+
+    /// SSL_read into `len` bytes at `out`, as [`read`](Self::read)
+    /// reports it, noting whether it wanted more bytes (see `starved`).
+    ///
+    /// # Safety
+    /// `out` must be valid for writes of `len` bytes.
+    unsafe fn ssl_read(&mut self, out: *mut libc::c_void, len: c_int) -> io::Result<usize> {
         prepare_io_call();
-        // SAFETY: valid SSL; the pointer and length describe spare capacity
-        // of `buf`, which SSL_read only writes to.
-        let ret = unsafe { ffi::SSL_read(self.ssl.as_ptr(), spare.as_mut_ptr().cast(), len) };
+        // SAFETY: valid SSL; the caller vouches for `out` and `len`.
+        let ret = unsafe { ffi::SSL_read(self.ssl.as_ptr(), out, len) };
         self.starved = ret <= 0;
         if ret > 0 {
-            // SAFETY: SSL_read initialised the first `ret` (<= `len`) bytes.
-            unsafe { buf.set_len(buf.len() + ret as usize) };
             return Ok(ret as usize);
         }
-        match self.io_error(ret) {
-            Ok(()) => Ok(0),
-            Err(e) => Err(e),
-        }
+        self.io_error(ret).map(|()| 0)
     }
 
     /// Writes up to 16000 bytes of `buf`: `Ok(n)` bytes taken (partial
